@@ -1,0 +1,7 @@
+//! Saga definitions, one file per saga, each a step table the engine interprets.
+
+#[cfg(test)]
+pub(crate) mod test_helpers;
+
+#[cfg(test)]
+mod toy_saga_tests;
