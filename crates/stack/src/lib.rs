@@ -1,1 +1,32 @@
-//! saga-stack
+//! The local stack supervisor: a small set of named [`Component`]s (PostgreSQL, the tansu
+//! broker, the suite's topics, HTTP service processes) started in dependency order, each with
+//! a pid file, a log file and a health check under one data directory.
+//!
+//! `cargo xtask up|down|status|logs` and the test harness (`saga-testkit`) both drive a
+//! [`Stack`] from this crate, so the stack users run is the stack tests run.
+//!
+//! Adding a component: implement [`Component`] (or reuse [`HttpService`] for a cargo-built
+//! binary that answers `GET /healthz`) and [`Stack::push`] it after the components it needs.
+
+mod broker;
+mod catalog;
+mod component;
+mod config;
+mod error;
+mod http_service;
+mod postgres;
+mod process;
+pub mod proof;
+mod supervisor;
+mod topics;
+
+pub use broker::{Broker, TANSU_VERSION, ensure_tansu, kafka_client_config};
+pub use catalog::{SERVICE_DATABASES, ServiceDb, TOPICS, TopicSpec};
+pub use component::{Component, Health, ProcessSpec};
+pub use config::{StackConfig, free_port, workspace_root};
+pub use error::StackError;
+pub use http_service::HttpService;
+pub use postgres::Postgres;
+pub use process::{ProcessState, is_alive};
+pub use supervisor::{ComponentStatus, Stack, StackEnv, UpOutcome};
+pub use topics::{Topics, create_topics};

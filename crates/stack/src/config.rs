@@ -1,0 +1,147 @@
+//! Where the stack lives (data directory, binaries) and which ports it uses.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use crate::catalog::{TOPICS, TopicSpec};
+
+/// Every port and path of a stack. [`StackConfig::defaults`] gives the documented defaults
+/// (chosen so they do not collide with a system Postgres on 5432 or a Kafka on 9092);
+/// [`StackConfig::private`] gives free ports for a throw-away stack in a temporary directory.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Holds every component's state, pid files (`run/`), logs (`logs/`) and `stack.env`.
+    pub data_dir: PathBuf,
+    /// Loopback address every component listens on.
+    pub host: String,
+    pub pg_port: u16,
+    pub kafka_port: u16,
+    pub registry_port: u16,
+    /// The tansu binary; built into this path by `ensure_tansu` when absent.
+    pub tansu_bin: PathBuf,
+    /// Directory with `initdb` and `postgres`; searched for when `None`.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Cargo target directory where HTTP service binaries are found (`<dir>/debug/<bin>`).
+    pub target_dir: PathBuf,
+    pub topics: Vec<TopicSpec>,
+    /// How long `up` waits for one component to become healthy.
+    pub start_timeout: std::time::Duration,
+}
+
+pub const DEFAULT_PG_PORT: u16 = 55432;
+pub const DEFAULT_KAFKA_PORT: u16 = 19092;
+pub const DEFAULT_REGISTRY_PORT: u16 = 18081;
+
+impl StackConfig {
+    /// The documented defaults: data in `<workspace>/.stack`, fixed ports.
+    pub fn defaults() -> Self {
+        let root = workspace_root();
+        Self {
+            data_dir: root.join(".stack"),
+            host: Ipv4Addr::LOCALHOST.to_string(),
+            pg_port: DEFAULT_PG_PORT,
+            kafka_port: DEFAULT_KAFKA_PORT,
+            registry_port: DEFAULT_REGISTRY_PORT,
+            tansu_bin: default_tansu_bin(),
+            pg_bin_dir: None,
+            target_dir: default_target_dir(&root),
+            topics: TOPICS.to_vec(),
+            start_timeout: std::time::Duration::from_secs(60),
+        }
+    }
+
+    /// A stack in `data_dir` on free loopback ports, for tests and `xtask test`.
+    pub fn private(data_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        Ok(Self {
+            data_dir: data_dir.into(),
+            pg_port: free_port()?,
+            kafka_port: free_port()?,
+            registry_port: free_port()?,
+            ..Self::defaults()
+        })
+    }
+
+    /// Superuser URL of the stack's PostgreSQL.
+    pub fn pg_admin_url(&self) -> String {
+        self.pg_url("postgres")
+    }
+
+    /// Superuser URL for one database.
+    pub fn pg_url(&self, database: &str) -> String {
+        format!(
+            "postgres://postgres:{}@{}:{}/{database}",
+            crate::postgres::SUPERUSER_PASSWORD,
+            self.host,
+            self.pg_port
+        )
+    }
+
+    pub fn kafka_bootstrap(&self) -> String {
+        format!("{}:{}", self.host, self.kafka_port)
+    }
+
+    pub fn registry_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.registry_port)
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.data_dir.join("run")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
+    pub fn env_file(&self) -> PathBuf {
+        self.data_dir.join("stack.env")
+    }
+
+    /// Path of a cargo-built binary of this workspace.
+    pub fn workspace_bin(&self, name: &str) -> PathBuf {
+        self.target_dir.join("debug").join(name)
+    }
+}
+
+/// The workspace root: this crate lives at `<root>/crates/stack`.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.to_path_buf())
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+}
+
+/// Outside the checkout so a fresh clone reuses the (slow to build) broker.
+fn default_tansu_bin() -> PathBuf {
+    std::env::var_os("SAGA_TANSU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            home()
+                .join(".cache/saga-suite")
+                .join(format!("tansu-{}", crate::broker::TANSU_VERSION))
+                .join("bin/tansu")
+        })
+}
+
+fn default_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// A loopback port that was free a moment ago. Another process may take it before it is
+/// used; components check their port again just before starting.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}

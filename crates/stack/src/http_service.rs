@@ -1,0 +1,119 @@
+//! A cargo-built HTTP binary of this workspace (the schema registry, the five services),
+//! configured by `APP_`-prefixed environment variables and healthy when `GET /healthz`
+//! answers 200.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+
+use crate::catalog::SERVICE_DATABASES;
+use crate::component::{Component, Health, ProcessSpec};
+use crate::config::StackConfig;
+use crate::error::StackError;
+
+/// An HTTP service process found at `<target dir>/debug/<bin>`; skipped while not built.
+///
+/// ```
+/// # use saga_stack::{HttpService, Stack, StackConfig};
+/// let cfg = StackConfig::defaults();
+/// let stack = Stack::new(cfg).push(
+///     HttpService::new("order", "order-service", 18080)
+///         .database("order_db")
+///         .env("APP_ORDER__MAX_ITEMS", "50"),
+/// );
+/// # let _ = stack;
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpService {
+    name: String,
+    bin: String,
+    port: u16,
+    database: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+impl HttpService {
+    pub fn new(name: impl Into<String>, bin: impl Into<String>, port: u16) -> Self {
+        Self {
+            name: name.into(),
+            bin: bin.into(),
+            port,
+            database: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// Connects the service to its own database, as its own role (`APP_DATABASE__URL`).
+    /// Panics on a database missing from [`SERVICE_DATABASES`]: that is a programming error.
+    pub fn database(mut self, database: &str) -> Self {
+        assert!(
+            SERVICE_DATABASES.iter().any(|d| d.database == database),
+            "{database} is not in SERVICE_DATABASES"
+        );
+        self.database = Some(database.to_owned());
+        self
+    }
+
+    /// An extra environment variable (e.g. `APP_` settings specific to the service).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn health_url(&self, cfg: &StackConfig) -> String {
+        format!("http://{}:{}/healthz", cfg.host, self.port)
+    }
+}
+
+#[async_trait]
+impl Component for HttpService {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn disabled_reason(&self, cfg: &StackConfig) -> Option<String> {
+        let bin = cfg.workspace_bin(&self.bin);
+        (!bin.exists()).then(|| {
+            format!(
+                "{} not built (cargo build -p {} would create it)",
+                bin.display(),
+                self.bin
+            )
+        })
+    }
+
+    fn process(&self, cfg: &StackConfig) -> Result<Option<ProcessSpec>, StackError> {
+        let mut spec = ProcessSpec::new(cfg.workspace_bin(&self.bin))
+            .env("APP_HTTP__LISTEN", format!("{}:{}", cfg.host, self.port))
+            .env("APP_KAFKA__BOOTSTRAP_SERVERS", cfg.kafka_bootstrap())
+            .env("APP_REGISTRY__URL", cfg.registry_url())
+            .port(self.port);
+        if let Some(db) = &self.database {
+            let db = SERVICE_DATABASES
+                .iter()
+                .find(|d| d.database == db)
+                .ok_or_else(|| StackError::setup(&self.name, format!("unknown database {db}")))?;
+            spec = spec.env("APP_DATABASE__URL", db.url(&cfg.host, cfg.pg_port));
+        }
+        spec.env.extend(self.env.iter().cloned());
+        spec.cwd = Some(cfg.data_dir.clone());
+        spec.stop_signal = Signal::SIGTERM;
+        Ok(Some(spec))
+    }
+
+    async fn health(&self, cfg: &StackConfig) -> Health {
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+        {
+            Ok(client) => client,
+            Err(e) => return Health::Unhealthy(e.to_string()),
+        };
+        match client.get(self.health_url(cfg)).send().await {
+            Ok(resp) if resp.status() == reqwest::StatusCode::OK => Health::Healthy,
+            Ok(resp) => Health::Unhealthy(format!("GET /healthz: {}", resp.status())),
+            Err(e) => Health::Unhealthy(e.to_string()),
+        }
+    }
+}

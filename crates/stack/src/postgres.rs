@@ -1,0 +1,278 @@
+//! PostgreSQL: a private cluster (`initdb`) in the stack's data directory, on its own port,
+//! with one database and one login role per service.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use nix::unistd::{Uid, User};
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::catalog::SERVICE_DATABASES;
+use crate::component::{Component, Health, ProcessSpec};
+use crate::config::StackConfig;
+use crate::error::StackError;
+
+pub(crate) const SUPERUSER_PASSWORD: &str = "postgres";
+const NAME: &str = "postgres";
+
+/// The PostgreSQL component.
+pub struct Postgres;
+
+impl Postgres {
+    pub fn cluster_dir(cfg: &StackConfig) -> PathBuf {
+        cfg.data_dir.join("postgres")
+    }
+}
+
+/// PostgreSQL refuses to run as root; as root we run it as the `postgres` system user
+/// (created by Debian's package), which must own the cluster directory.
+fn run_as(cfg: &StackConfig) -> Result<Option<(u32, u32)>, StackError> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let _ = cfg;
+    let user = User::from_name("postgres")
+        .map_err(|e| StackError::setup(NAME, format!("look up user postgres: {e}")))?
+        .ok_or_else(|| {
+            StackError::setup(
+                NAME,
+                "running as root but there is no `postgres` user to run the server as \
+                 (install Debian's postgresql package or run as a normal user)",
+            )
+        })?;
+    Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
+}
+
+/// Finds `initdb` and `postgres`: the configured directory, Debian's
+/// `/usr/lib/postgresql/<newest>/bin`, then `PATH`. Installs Debian's `postgresql` when none
+/// is found.
+pub(crate) fn bin_dir(cfg: &StackConfig) -> Result<PathBuf, StackError> {
+    if let Some(dir) = &cfg.pg_bin_dir {
+        return if dir.join("initdb").exists() {
+            Ok(dir.clone())
+        } else {
+            Err(StackError::setup(
+                NAME,
+                format!("no initdb in {}", dir.display()),
+            ))
+        };
+    }
+    if let Some(dir) = search_bin_dir() {
+        return Ok(dir);
+    }
+    install_postgres()?;
+    search_bin_dir()
+        .ok_or_else(|| StackError::setup(NAME, "postgresql installed but initdb still not found"))
+}
+
+fn search_bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").exists() && dir.join("postgres").exists())
+    })
+}
+
+fn install_postgres() -> Result<(), StackError> {
+    eprintln!("postgres: server binaries not found; installing Debian's postgresql package");
+    let sudo: &[&str] = if Uid::effective().is_root() {
+        &[]
+    } else {
+        &["sudo", "-n"]
+    };
+    let run = |args: &[&str]| -> Result<(), StackError> {
+        let all: Vec<&str> = sudo.iter().chain(args).copied().collect();
+        let status = Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(StackError::io(format!("run {}", all.join(" "))))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(StackError::setup(
+                NAME,
+                format!("`{}` failed ({status})", all.join(" ")),
+            ))
+        }
+    };
+    run(&["apt-get", "update"])?;
+    run(&["apt-get", "install", "-y", "postgresql"])
+}
+
+fn initdb(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {
+    let bin = bin_dir(cfg)?;
+    let user = run_as(cfg)?;
+    std::fs::create_dir_all(cluster)
+        .map_err(StackError::io(format!("create {}", cluster.display())))?;
+    let pwfile = cfg.data_dir.join("run").join("pg-superuser-password");
+    std::fs::write(&pwfile, SUPERUSER_PASSWORD).map_err(StackError::io("write password file"))?;
+    if let Some((uid, gid)) = user {
+        // The server user must reach the cluster through every parent directory (a test's
+        // temporary directory is 0700) and own the cluster itself.
+        for dir in [cfg.data_dir.as_path(), &cfg.data_dir.join("run")] {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+        }
+        for path in [cluster, pwfile.as_path()] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(StackError::io(format!("chown {}", path.display())))?;
+        }
+    }
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.arg("-D")
+        .arg(cluster)
+        .args(["-U", "postgres", "-E", "UTF8", "--locale=C"])
+        .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+        .arg(format!("--pwfile={}", pwfile.display()));
+    if let Some((uid, gid)) = user {
+        std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+    }
+    let output = cmd.output().map_err(StackError::io("run initdb"))?;
+    let _ = std::fs::remove_file(&pwfile);
+    if !output.status.success() {
+        // A half-initialised cluster would make the next `up` skip initdb.
+        let _ = std::fs::remove_dir_all(cluster);
+        return Err(StackError::setup(
+            NAME,
+            format!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
+    tokio::time::timeout(Duration::from_secs(3), PgConnection::connect(url))
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+}
+
+/// Creates every service's role and database, owned by the role, and revokes `CONNECT`
+/// from `PUBLIC` so that each role is refused on every database but its own.
+async fn bootstrap_roles(cfg: &StackConfig) -> Result<(), sqlx::Error> {
+    let mut conn = connect(&cfg.pg_admin_url()).await?;
+    // Without this, every role could still connect to the `postgres` maintenance database.
+    sqlx::query("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+        .execute(&mut conn)
+        .await?;
+    for db in SERVICE_DATABASES {
+        let role_exists: bool =
+            sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(db.role)
+                .fetch_one(&mut conn)
+                .await?
+                .get(0);
+        // Identifiers come from the constant catalogue, never from input.
+        if !role_exists {
+            sqlx::query(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD '{}'",
+                db.role, db.password
+            ))
+            .execute(&mut conn)
+            .await?;
+        }
+        let db_exists: bool =
+            sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(db.database)
+                .fetch_one(&mut conn)
+                .await?
+                .get(0);
+        if !db_exists {
+            sqlx::query(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                db.database, db.role
+            ))
+            .execute(&mut conn)
+            .await?;
+        }
+        sqlx::query(&format!(
+            "REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
+            db.database
+        ))
+        .execute(&mut conn)
+        .await?;
+        sqlx::query(&format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            db.database, db.role
+        ))
+        .execute(&mut conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Component for Postgres {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn prepare(&self, cfg: &StackConfig) -> Result<(), StackError> {
+        let cluster = Self::cluster_dir(cfg);
+        if cluster.join("PG_VERSION").exists() {
+            return Ok(());
+        }
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || initdb(&cfg, &cluster))
+            .await
+            .map_err(|e| StackError::setup(NAME, format!("initdb task: {e}")))?
+    }
+
+    fn process(&self, cfg: &StackConfig) -> Result<Option<ProcessSpec>, StackError> {
+        let bin = bin_dir(cfg)?;
+        let mut spec = ProcessSpec::new(bin.join("postgres"))
+            .args([
+                "-D".to_owned(),
+                Self::cluster_dir(cfg).display().to_string(),
+            ])
+            .args(["-p".to_owned(), cfg.pg_port.to_string()])
+            .args(["-h", cfg.host.as_str()])
+            // TCP only: a Unix socket path under a deep data directory can exceed the
+            // 107-byte limit, and nothing here needs one.
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "fsync=on", "-c", "max_connections=300"])
+            .port(cfg.pg_port);
+        spec.user = run_as(cfg)?;
+        spec.env_remove = vec!["PGDATA".into(), "PGPORT".into()];
+        // SIGINT is PostgreSQL's "fast" shutdown: roll back sessions, checkpoint, exit.
+        spec.stop_signal = Signal::SIGINT;
+        Ok(Some(spec))
+    }
+
+    async fn health(&self, cfg: &StackConfig) -> Health {
+        match connect(&cfg.pg_admin_url()).await {
+            Ok(mut conn) => match sqlx::query("SELECT 1").execute(&mut conn).await {
+                Ok(_) => Health::Healthy,
+                Err(e) => Health::Unhealthy(e.to_string()),
+            },
+            Err(e) => Health::Unhealthy(e.to_string()),
+        }
+    }
+
+    async fn after_start(&self, cfg: &StackConfig) -> Result<(), StackError> {
+        bootstrap_roles(cfg)
+            .await
+            .map_err(|e| StackError::setup(NAME, format!("create roles and databases: {e}")))
+    }
+}
