@@ -1,0 +1,1 @@
+//! The schema compatibility gate (filled in below).
