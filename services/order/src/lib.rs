@@ -1,1 +1,154 @@
-//! order-service
+//! order-service: takes orders over HTTP, keeps them as an event-sourced aggregate
+//! (`order_events`), projects a CQRS read model (`order_summaries`) for listing, publishes
+//! OrderPlaced/OrderApproved/OrderRejected through the transactional outbox, and applies
+//! ApproveOrder/RejectOrder commands from the orchestrator. See docs/order-service.md.
+
+pub mod domain;
+pub mod http;
+pub mod messages;
+pub mod placement;
+pub mod projection;
+pub mod service;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use saga_service_kit::config::{DatabaseConfig, HttpConfig};
+use saga_service_kit::{DbError, http as kit_http};
+use serde::Deserialize;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::messages::Publisher;
+use crate::projection::Projector;
+use crate::service::Orders;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub order: OrderSettings,
+}
+
+/// The service's own section (`[order]`, `APP_ORDER__...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    pub run_http: bool,
+    pub run_projector: bool,
+    /// How long `GET /orders?customer_id=..` with a consistency token waits for the read
+    /// model before answering 503.
+    pub read_your_writes_timeout_ms: u64,
+    /// Safety-net poll of the projector (it is normally woken by NOTIFY).
+    pub projector_poll_ms: u64,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            run_http: true,
+            run_projector: true,
+            read_your_writes_timeout_ms: 2_000,
+            projector_poll_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("http: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct App {
+    listener: Option<TcpListener>,
+    local_addr: Option<SocketAddr>,
+    orders: Orders,
+    projector: Projector,
+    config: Config,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let pool = saga_service_kit::db::connect(&config.database).await?;
+        Self::build_with_pool(config, pool).await
+    }
+
+    pub async fn build_with_pool(config: Config, pool: PgPool) -> Result<App, AppError> {
+        saga_service_kit::db::migrate(&pool, &[&MIGRATOR]).await?;
+        let projector = Projector::new(
+            pool.clone(),
+            Duration::from_millis(config.order.projector_poll_ms),
+        );
+        let orders = Orders::new(
+            pool,
+            Publisher::default(),
+            projector.clone(),
+            Duration::from_millis(config.order.read_your_writes_timeout_ms),
+        );
+        let (listener, local_addr) = if config.order.run_http {
+            let l = kit_http::bind(&config.http).await?;
+            let addr = l.local_addr()?;
+            (Some(l), Some(addr))
+        } else {
+            (None, None)
+        };
+        Ok(App {
+            listener,
+            local_addr,
+            orders,
+            projector,
+            config,
+        })
+    }
+
+    /// The HTTP address (port 0 resolved); `None` when HTTP is switched off.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    pub fn orders(&self) -> &Orders {
+        &self.orders
+    }
+
+    pub fn router(&self) -> axum::Router {
+        let pool = self.orders.pool().clone();
+        http::router(self.orders.clone())
+            .merge(kit_http::health_router(vec![(
+                "postgres",
+                kit_http::db_check(pool),
+            )]))
+            .merge(kit_http::metrics_router())
+            .fallback(saga_service_kit::problem::not_found)
+    }
+
+    /// Runs every enabled part until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let router = self.router();
+        let projector = self.config.order.run_projector.then(|| {
+            let token = shutdown.clone();
+            tokio::spawn(self.projector.clone().run(token))
+        });
+        let served = match self.listener {
+            Some(listener) => kit_http::serve(listener, router, shutdown.clone()).await,
+            None => {
+                shutdown.cancelled().await;
+                Ok(())
+            }
+        };
+        // Whatever ended first, stop the rest.
+        shutdown.cancel();
+        if let Some(p) = projector {
+            let _ = p.await;
+        }
+        served.map_err(AppError::from)
+    }
+}

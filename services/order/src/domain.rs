@@ -1,0 +1,165 @@
+//! The order aggregate, event-sourced: its state is a left fold of its events
+//! (`Order::apply`), and commands decide which new event (if any) to append.
+
+use chrono::{DateTime, Utc};
+use saga_contracts::ids::{CustomerId, OrderId};
+use saga_contracts::{Address, Money, OrderLine};
+use serde::{Deserialize, Serialize};
+
+/// What happened to an order, as stored in `order_events.payload` (with `type` next to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum OrderEvent {
+    OrderPlaced {
+        customer_id: CustomerId,
+        lines: Vec<OrderLine>,
+        total: Money,
+        shipping_address: Address,
+    },
+    OrderApproved {},
+    OrderRejected { reason: String },
+}
+
+impl OrderEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OrderEvent::OrderPlaced { .. } => "OrderPlaced",
+            OrderEvent::OrderApproved {} => "OrderApproved",
+            OrderEvent::OrderRejected { .. } => "OrderRejected",
+        }
+    }
+}
+
+/// An event as read back from the store.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    pub order_id: OrderId,
+    pub version: i32,
+    pub global_seq: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub event: OrderEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderStatus {
+    Pending,
+    Approved,
+    Rejected { reason: String },
+}
+
+impl OrderStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Approved => "APPROVED",
+            OrderStatus::Rejected { .. } => "REJECTED",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            OrderStatus::Rejected { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Current state of one order: the fold of its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: OrderId,
+    pub customer_id: CustomerId,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+    pub shipping_address: Address,
+    pub status: OrderStatus,
+    pub version: i32,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("order {order_id} event stream does not start with OrderPlaced (version {version})")]
+    CorruptStream { order_id: OrderId, version: i32 },
+    #[error("order {0} is already approved; it cannot be rejected")]
+    AlreadyApproved(OrderId),
+    #[error("order {0} is already rejected; it cannot be approved")]
+    AlreadyRejected(OrderId),
+}
+
+impl Order {
+    /// Folds a stream (ordered by version). `None` for an empty stream.
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a RecordedEvent>,
+    ) -> Result<Option<Order>, DomainError> {
+        let mut order: Option<Order> = None;
+        for recorded in events {
+            order = Some(Order::apply(order, recorded)?);
+        }
+        Ok(order)
+    }
+
+    /// One step of the fold. The first event must be OrderPlaced, and only it.
+    pub fn apply(state: Option<Order>, recorded: &RecordedEvent) -> Result<Order, DomainError> {
+        let corrupt = || DomainError::CorruptStream {
+            order_id: recorded.order_id,
+            version: recorded.version,
+        };
+        match (state, &recorded.event) {
+            (
+                None,
+                OrderEvent::OrderPlaced {
+                    customer_id,
+                    lines,
+                    total,
+                    shipping_address,
+                },
+            ) => Ok(Order {
+                id: recorded.order_id,
+                customer_id: customer_id.clone(),
+                lines: lines.clone(),
+                total: total.clone(),
+                shipping_address: shipping_address.clone(),
+                status: OrderStatus::Pending,
+                version: recorded.version,
+                placed_at: recorded.recorded_at,
+                updated_at: recorded.recorded_at,
+            }),
+            (None, _) | (Some(_), OrderEvent::OrderPlaced { .. }) => Err(corrupt()),
+            (Some(mut order), event) => {
+                order.status = match event {
+                    OrderEvent::OrderApproved {} => OrderStatus::Approved,
+                    OrderEvent::OrderRejected { reason } => OrderStatus::Rejected {
+                        reason: reason.clone(),
+                    },
+                    OrderEvent::OrderPlaced { .. } => unreachable!("matched above"),
+                };
+                order.version = recorded.version;
+                order.updated_at = recorded.recorded_at;
+                Ok(order)
+            }
+        }
+    }
+
+    /// ApproveOrder: `Some(event)` to append, `None` when already approved (a redelivered
+    /// or repeated command), an error when the order was rejected.
+    pub fn approve(&self) -> Result<Option<OrderEvent>, DomainError> {
+        match self.status {
+            OrderStatus::Pending => Ok(Some(OrderEvent::OrderApproved {})),
+            OrderStatus::Approved => Ok(None),
+            OrderStatus::Rejected { .. } => Err(DomainError::AlreadyRejected(self.id)),
+        }
+    }
+
+    /// RejectOrder: same rules as `approve`, mirrored.
+    pub fn reject(&self, reason: &str) -> Result<Option<OrderEvent>, DomainError> {
+        match self.status {
+            OrderStatus::Pending => Ok(Some(OrderEvent::OrderRejected {
+                reason: reason.to_owned(),
+            })),
+            OrderStatus::Rejected { .. } => Ok(None),
+            OrderStatus::Approved => Err(DomainError::AlreadyApproved(self.id)),
+        }
+    }
+}

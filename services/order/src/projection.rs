@@ -1,0 +1,322 @@
+//! The CQRS read model `order_summaries`, derived from `order_events` by a projector.
+//!
+//! The projector reads events in `(tx_id, global_seq)` order and only from transactions
+//! older than every transaction still running (`pg_snapshot_xmin`). A `bigserial` is handed
+//! out at insert but committed in any order, so a projector that simply followed
+//! `global_seq > checkpoint` would skip an event whose transaction committed late; with
+//! the xmin horizon nothing can appear behind the checkpoint any more. The checkpoint row
+//! is locked for the batch, so several instances can run projectors safely.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use saga_contracts::ids::{CustomerId, OrderId};
+use saga_contracts::{Currency, Money};
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::domain::OrderEvent;
+use crate::store::{StoreError, decode_event};
+
+pub const PROJECTION: &str = "order_summaries";
+const BATCH: i64 = 500;
+
+/// One row of the read model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderSummary {
+    pub order_id: OrderId,
+    pub customer_id: CustomerId,
+    pub status: String,
+    pub rejection_reason: Option<String>,
+    pub total: Money,
+    pub item_count: i32,
+    pub version: i32,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Apply the next batch of events to the read model within `conn`'s transaction.
+/// Returns how many events were applied (0: caught up).
+pub async fn project_batch(conn: &mut PgConnection) -> Result<usize, StoreError> {
+    let checkpoint = sqlx::query(
+        "SELECT last_tx_id::text AS tx, last_seq FROM projection_checkpoints \
+         WHERE name = $1 FOR UPDATE",
+    )
+    .bind(PROJECTION)
+    .fetch_one(&mut *conn)
+    .await?;
+    let last_tx: String = checkpoint.try_get("tx")?;
+    let last_seq: i64 = checkpoint.try_get("last_seq")?;
+
+    let rows = sqlx::query(
+        "SELECT order_id, version, type, payload, recorded_at, global_seq, tx_id::text AS tx \
+         FROM order_events \
+         WHERE (tx_id, global_seq) > ($1::text::xid8, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY tx_id, global_seq LIMIT $3",
+    )
+    .bind(&last_tx)
+    .bind(last_seq)
+    .bind(BATCH)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(last) = rows.last() else {
+        return Ok(0);
+    };
+    let new_tx: String = last.try_get("tx")?;
+    let new_seq: i64 = last.try_get("global_seq")?;
+
+    for row in &rows {
+        let order_id: Uuid = row.try_get("order_id")?;
+        let version: i32 = row.try_get("version")?;
+        let at: DateTime<Utc> = row.try_get("recorded_at")?;
+        let event = decode_event(row.try_get("type")?, row.try_get("payload")?)?;
+        apply(&mut *conn, order_id, version, at, &event).await?;
+    }
+    sqlx::query(
+        "UPDATE projection_checkpoints SET last_tx_id = $2::text::xid8, last_seq = $3, \
+         updated_at = now() WHERE name = $1",
+    )
+    .bind(PROJECTION)
+    .bind(&new_tx)
+    .bind(new_seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(rows.len())
+}
+
+/// Idempotent per event: a summary only moves forward in version.
+async fn apply(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    version: i32,
+    at: DateTime<Utc>,
+    event: &OrderEvent,
+) -> Result<(), sqlx::Error> {
+    match event {
+        OrderEvent::OrderPlaced {
+            customer_id,
+            lines,
+            total,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO order_summaries (order_id, customer_id, status, total_minor, \
+                 currency, item_count, version, placed_at, updated_at) \
+                 VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $7) \
+                 ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order_id)
+            .bind(customer_id.to_string())
+            .bind(total.amount_minor)
+            .bind(total.currency.to_string())
+            .bind(i32::try_from(lines.len()).unwrap_or(i32::MAX))
+            .bind(version)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+        OrderEvent::OrderApproved {} | OrderEvent::OrderRejected { .. } => {
+            let (status, reason) = match event {
+                OrderEvent::OrderRejected { reason } => ("REJECTED", Some(reason.as_str())),
+                _ => ("APPROVED", None),
+            };
+            sqlx::query(
+                "UPDATE order_summaries SET status = $3, rejection_reason = $4, version = $2, \
+                 updated_at = $5 WHERE order_id = $1 AND version < $2",
+            )
+            .bind(order_id)
+            .bind(version)
+            .bind(status)
+            .bind(reason)
+            .bind(at)
+            .execute(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Project until caught up, one transaction per batch. Returns the events applied.
+pub async fn catch_up(pool: &PgPool) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let n = project_batch(&mut tx).await?;
+        tx.commit().await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n;
+    }
+}
+
+/// Replay: rebuild the read model from the whole event log in one transaction, so
+/// readers keep seeing the old model until the new one is complete. Returns the number
+/// of events replayed.
+pub async fn rebuild(pool: &PgPool) -> Result<usize, StoreError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(PROJECTION)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM order_summaries").execute(&mut *tx).await?;
+    sqlx::query(
+        "UPDATE projection_checkpoints SET last_tx_id = '0'::xid8, last_seq = 0, \
+         updated_at = now() WHERE name = $1",
+    )
+    .bind(PROJECTION)
+    .execute(&mut *tx)
+    .await?;
+    let mut total = 0;
+    loop {
+        let n = project_batch(&mut tx).await?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    tx.commit().await?;
+    Ok(total)
+}
+
+/// Has the projection applied the event with this global sequence? `None` when no such
+/// event exists (a token this service never issued).
+pub async fn has_reached(conn: &mut PgConnection, token: i64) -> Result<Option<bool>, StoreError> {
+    let row = sqlx::query(
+        "SELECT (e.tx_id, e.global_seq) <= (c.last_tx_id, c.last_seq) AS reached \
+         FROM order_events e, projection_checkpoints c \
+         WHERE c.name = $1 AND e.global_seq = $2",
+    )
+    .bind(PROJECTION)
+    .bind(token)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.try_get("reached")).transpose()?)
+}
+
+/// A page of a customer's orders, newest first; `after` is the last order id of the
+/// previous page. Returns the page and whether there are more.
+pub async fn list_by_customer(
+    conn: &mut PgConnection,
+    customer_id: &CustomerId,
+    after: Option<OrderId>,
+    limit: i64,
+) -> Result<(Vec<OrderSummary>, bool), StoreError> {
+    let rows = sqlx::query(
+        "SELECT order_id, customer_id, status, rejection_reason, total_minor, currency, \
+         item_count, version, placed_at, updated_at FROM order_summaries \
+         WHERE customer_id = $1 AND ($2::uuid IS NULL OR order_id < $2) \
+         ORDER BY order_id DESC LIMIT $3",
+    )
+    .bind(customer_id.to_string())
+    .bind(after.map(Uuid::from))
+    .bind(limit + 1)
+    .fetch_all(conn)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let page = rows
+        .iter()
+        .take(limit as usize)
+        .map(|row| {
+            let order_id: Uuid = row.try_get("order_id")?;
+            let customer: String = row.try_get("customer_id")?;
+            let currency: String = row.try_get("currency")?;
+            Ok(OrderSummary {
+                order_id: OrderId::from(order_id),
+                customer_id: customer
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("customer id: {e}")))?,
+                status: row.try_get("status")?,
+                rejection_reason: row.try_get("rejection_reason")?,
+                total: Money {
+                    amount_minor: row.try_get("total_minor")?,
+                    currency: currency
+                        .parse::<Currency>()
+                        .map_err(|e| StoreError::Corrupt(format!("currency: {e}")))?,
+                },
+                item_count: row.try_get("item_count")?,
+                version: row.try_get("version")?,
+                placed_at: row.try_get("placed_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((page, more))
+}
+
+/// Keeps the read model up to date: woken by NOTIFY from the event table's trigger (any
+/// instance's writes), by a local nudge after a write, and by a poll as a safety net.
+#[derive(Clone)]
+pub struct Projector {
+    pool: PgPool,
+    nudge: Arc<Notify>,
+    progress: watch::Sender<u64>,
+    poll: Duration,
+}
+
+impl Projector {
+    pub fn new(pool: PgPool, poll: Duration) -> Projector {
+        Projector {
+            pool,
+            nudge: Arc::new(Notify::new()),
+            progress: watch::channel(0).0,
+            poll,
+        }
+    }
+
+    /// Ask the projector to run now (called after this instance appended events).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    /// Changes every time a projection pass finished; waiters re-check their token.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut l) => match l.listen("order_events").await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "projector LISTEN failed; polling only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "projector listener connect failed; polling only");
+                None
+            }
+        };
+        loop {
+            match catch_up(&self.pool).await {
+                Ok(n) if n > 0 => tracing::debug!(events = n, "projected"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "projection pass failed; will retry"),
+            }
+            self.progress.send_modify(|n| *n = n.wrapping_add(1));
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => {
+                        if let Err(e) = l.recv().await {
+                            tracing::warn!(error = %e, "projector listener error");
+                            tokio::time::sleep(self.poll).await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = notified => {}
+                _ = self.nudge.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+    }
+}
