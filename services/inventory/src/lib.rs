@@ -1,1 +1,8 @@
-//! inventory-service
+//! inventory-service (wiring to Kafka lands once the messaging crates compile).
+
+pub mod http;
+pub mod stock;
+
+use sqlx::migrate::Migrator;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

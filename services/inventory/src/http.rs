@@ -1,0 +1,104 @@
+//! Admin HTTP API: set and read stock levels (for the demo and tests; the saga itself talks
+//! to the inventory only through Kafka).
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use saga_contracts::ids::{IdError, Sku};
+use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+
+use crate::stock::{self, InventoryError, StockLevel};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid SKU: {0}")]
+    InvalidSku(#[from] IdError),
+    #[error("available must be between 0 and {max}, got {0}", max = i32::MAX)]
+    InvalidAvailable(i64),
+    #[error("no stock recorded for SKU {0}")]
+    UnknownSku(Sku),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = match &self {
+            ApiError::InvalidSku(e) => {
+                Problem::bad_request(self.to_string()).with_field_error("sku", e.to_string())
+            }
+            ApiError::InvalidAvailable(_) => Problem::unprocessable(self.to_string())
+                .with_field_error("available", self.to_string()),
+            ApiError::UnknownSku(_) => Problem::not_found(self.to_string()),
+            ApiError::Inventory(_) | ApiError::Database(_) => {
+                // The cause stays in the log (inside the request span); the client gets none.
+                tracing::error!(error = %self, "admin request failed");
+                Problem::internal()
+            }
+        };
+        problem.into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetStock {
+    pub available: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StockBody {
+    pub sku: String,
+    pub available: i32,
+    pub reserved: i32,
+}
+
+impl From<StockLevel> for StockBody {
+    fn from(s: StockLevel) -> Self {
+        StockBody {
+            sku: s.sku.to_string(),
+            available: s.available,
+            reserved: s.reserved,
+        }
+    }
+}
+
+pub fn router(pool: PgPool) -> Router {
+    Router::new()
+        .route("/stock/{sku}", get(get_stock).put(put_stock))
+        .with_state(pool)
+}
+
+async fn put_stock(
+    State(pool): State<PgPool>,
+    ProblemPath(sku): ProblemPath<String>,
+    ProblemJson(body): ProblemJson<SetStock>,
+) -> Result<ProblemJson<StockBody>, ApiError> {
+    let sku = Sku::parse(sku)?;
+    let available =
+        i32::try_from(body.available).map_err(|_| ApiError::InvalidAvailable(body.available))?;
+    if available < 0 {
+        return Err(ApiError::InvalidAvailable(body.available));
+    }
+    let mut conn = pool.acquire().await?;
+    let level = stock::set_stock(&mut conn, &sku, available).await?;
+    tracing::info!(%sku, available, "stock set");
+    Ok(ProblemJson(level.into()))
+}
+
+async fn get_stock(
+    State(pool): State<PgPool>,
+    ProblemPath(sku): ProblemPath<String>,
+) -> Result<ProblemJson<StockBody>, ApiError> {
+    let sku = Sku::parse(sku)?;
+    let mut conn = pool.acquire().await?;
+    match stock::stock_level(&mut conn, &sku).await? {
+        Some(level) => Ok(ProblemJson(level.into())),
+        None => Err(ApiError::UnknownSku(sku)),
+    }
+}
