@@ -1,0 +1,5 @@
+//! Integration tests of saga-contracts (one binary, see CONVENTIONS.md).
+
+mod compat;
+mod drift;
+mod samples;
