@@ -1,1 +1,17 @@
-//! saga-service-kit
+//! Service plumbing shared by every service of the suite: layered configuration, telemetry,
+//! the shutdown token, the Postgres pool with merged migrations, the HTTP server with health
+//! and metrics endpoints, and RFC 9457 problem responses.
+//!
+//! A service's `main.rs` is expected to be: `config::load`, `telemetry::init`,
+//! `shutdown::signal_token`, then its own `App::build(config).await?.run(token).await`.
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{ConfigError, DatabaseConfig, HttpConfig, Secret};
+pub use db::DbError;
+pub use problem::{Problem, ProblemJson};
