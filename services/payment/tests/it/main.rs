@@ -1,0 +1,5 @@
+//! payment-service integration tests against real Postgres (and, for the wiring test, the
+//! real broker and schema registry).
+
+mod payments;
+mod support;
