@@ -17,7 +17,9 @@ pub enum OrderEvent {
         shipping_address: Address,
     },
     OrderApproved {},
-    OrderRejected { reason: String },
+    OrderRejected {
+        reason: String,
+    },
 }
 
 impl OrderEvent {
@@ -119,7 +121,7 @@ impl Order {
                 id: recorded.order_id,
                 customer_id: customer_id.clone(),
                 lines: lines.clone(),
-                total: total.clone(),
+                total: *total,
                 shipping_address: shipping_address.clone(),
                 status: OrderStatus::Pending,
                 version: recorded.version,

@@ -39,12 +39,38 @@ pub fn router(orders: Orders) -> Router {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "order-service", description = "Orders of the saga suite: event-sourced, with a CQRS read model."),
-    paths(place_order, get_order, order_events, list_orders, list_catalog, put_price, rebuild),
+    info(
+        title = "order-service",
+        description = "Orders of the saga suite: event-sourced, with a CQRS read model."
+    ),
+    paths(
+        place_order,
+        get_order,
+        order_events,
+        list_orders,
+        list_catalog,
+        put_price,
+        rebuild
+    ),
     components(schemas(
-        PlaceOrderRequest, ItemRequest, AddressRequest, PlacedOrder, OrderView, LineView,
-        AddressView, MoneyView, EventView, EventHistory, SummaryView, OrderPage, PriceRequest,
-        CatalogItem, CatalogView, RebuildReport, ProblemView, FieldErrorView
+        PlaceOrderRequest,
+        ItemRequest,
+        AddressRequest,
+        PlacedOrder,
+        OrderView,
+        LineView,
+        AddressView,
+        MoneyView,
+        EventView,
+        EventHistory,
+        SummaryView,
+        OrderPage,
+        PriceRequest,
+        CatalogItem,
+        CatalogView,
+        RebuildReport,
+        ProblemView,
+        FieldErrorView
     ))
 )]
 pub struct ApiDoc;
@@ -80,7 +106,8 @@ impl From<ServiceError> for Problem {
 
 fn invalid(errors: Vec<FieldError>) -> Problem {
     errors.into_iter().fold(
-        Problem::unprocessable("the request is invalid; see errors").with_title("Validation failed"),
+        Problem::unprocessable("the request is invalid; see errors")
+            .with_title("Validation failed"),
         |p, e| p.with_field_error(e.field, e.message),
     )
 }
@@ -357,7 +384,13 @@ async fn get_order(
         .map(|raw| {
             DateTime::parse_from_rfc3339(raw)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| field_problem(StatusCode::BAD_REQUEST, "as_of", format!("not an RFC 3339 time: {e}")))
+                .map_err(|e| {
+                    field_problem(
+                        StatusCode::BAD_REQUEST,
+                        "as_of",
+                        format!("not an RFC 3339 time: {e}"),
+                    )
+                })
         })
         .transpose()?;
     match orders.get(order_id, as_of).await? {
@@ -456,8 +489,12 @@ async fn list_orders(
     });
     let token = raw_token
         .map(|raw| {
-            raw.parse::<i64>()
-                .map_err(|_| bad("consistency_token", "must be a token returned by POST /orders"))
+            raw.parse::<i64>().map_err(|_| {
+                bad(
+                    "consistency_token",
+                    "must be a token returned by POST /orders",
+                )
+            })
         })
         .transpose()?;
     let (page, more) = orders.list(&customer_id, after, limit, token).await?;

@@ -14,6 +14,9 @@ pub mod store;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use saga_contracts::Codec;
+use saga_kafka::KafkaConfig;
+use saga_outbox::{Outbox, OutboxError, Relay, RelayConfig};
 use saga_service_kit::config::{DatabaseConfig, HttpConfig};
 use saga_service_kit::{DbError, http as kit_http};
 use serde::Deserialize;
@@ -27,13 +30,33 @@ use crate::service::Orders;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Every migration this database needs: the shared outbox and inbox tables, then ours.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    saga_service_kit::db::migrate(
+        pool,
+        &[&saga_outbox::MIGRATOR, &saga_inbox::MIGRATOR, &MIGRATOR],
+    )
+    .await
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     #[serde(default)]
+    pub kafka: KafkaConfig,
+    pub registry: RegistryConfig,
+    #[serde(default)]
+    pub relay: RelayConfig,
+    #[serde(default)]
     pub order: OrderSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub url: String,
 }
 
 /// The service's own section (`[order]`, `APP_ORDER__...`).
@@ -42,6 +65,8 @@ pub struct Config {
 pub struct OrderSettings {
     pub run_http: bool,
     pub run_projector: bool,
+    /// Publish the outbox to Kafka (tests may switch it off and call `drain_once`).
+    pub run_relay: bool,
     /// How long `GET /orders?customer_id=..` with a consistency token waits for the read
     /// model before answering 503.
     pub read_your_writes_timeout_ms: u64,
@@ -54,6 +79,7 @@ impl Default for OrderSettings {
         OrderSettings {
             run_http: true,
             run_projector: true,
+            run_relay: true,
             read_your_writes_timeout_ms: 2_000,
             projector_poll_ms: 500,
         }
@@ -66,6 +92,10 @@ pub enum AppError {
     Db(#[from] DbError),
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
+    #[error("schema registry refused or could not take our schemas: {0}")]
+    Registry(#[from] saga_contracts::RegistryError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
 }
 
 pub struct App {
@@ -73,6 +103,7 @@ pub struct App {
     local_addr: Option<SocketAddr>,
     orders: Orders,
     projector: Projector,
+    relay: Option<Relay>,
     config: Config,
 }
 
@@ -83,14 +114,26 @@ impl App {
     }
 
     pub async fn build_with_pool(config: Config, pool: PgPool) -> Result<App, AppError> {
-        saga_service_kit::db::migrate(&pool, &[&MIGRATOR]).await?;
+        migrate(&pool).await?;
+        let codec = Codec::new(&config.registry.url);
+        // Fail at start, not at the first order, when the registry refuses a schema.
+        codec.register_all().await?;
+        let relay = if config.order.run_relay {
+            Some(Relay::new(
+                pool.clone(),
+                &config.kafka,
+                config.relay.clone(),
+            )?)
+        } else {
+            None
+        };
         let projector = Projector::new(
             pool.clone(),
             Duration::from_millis(config.order.projector_poll_ms),
         );
         let orders = Orders::new(
             pool,
-            Publisher::default(),
+            Publisher::new(Outbox::new(codec)),
             projector.clone(),
             Duration::from_millis(config.order.read_your_writes_timeout_ms),
         );
@@ -106,6 +149,7 @@ impl App {
             local_addr,
             orders,
             projector,
+            relay,
             config,
         })
     }
@@ -137,6 +181,17 @@ impl App {
             let token = shutdown.clone();
             tokio::spawn(self.projector.clone().run(token))
         });
+        let relay = self.relay.map(|relay| {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let result = relay.run(token.clone()).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "outbox relay stopped");
+                }
+                token.cancel();
+                result
+            })
+        });
         let served = match self.listener {
             Some(listener) => kit_http::serve(listener, router, shutdown.clone()).await,
             None => {
@@ -148,6 +203,11 @@ impl App {
         shutdown.cancel();
         if let Some(p) = projector {
             let _ = p.await;
+        }
+        if let Some(r) = relay
+            && let Ok(result) = r.await
+        {
+            result?;
         }
         served.map_err(AppError::from)
     }

@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Replay => {
             let pool = saga_service_kit::db::connect(&config.database).await?;
-            saga_service_kit::db::migrate(&pool, &[&order_service::MIGRATOR]).await?;
+            order_service::migrate(&pool).await?;
             let n = order_service::projection::rebuild(&pool).await?;
             tracing::info!(events_replayed = n, "read model rebuilt");
         }

@@ -1,28 +1,55 @@
 //! Domain events -> Avro contract messages on `order.events`, enqueued through the
-//! transactional outbox in the caller's transaction.
+//! transactional outbox in the caller's transaction (the event row and the message commit
+//! together or not at all).
 
-use saga_contracts::Metadata;
+use saga_contracts::{Metadata, OrderApproved, OrderPlaced, OrderRejected};
+use saga_outbox::{Outbox, OutboxError};
 use sqlx::PgConnection;
 
 use crate::domain::OrderEvent;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("outbox: {0}")]
-    Outbox(String),
+pub type PublishError = OutboxError;
+
+#[derive(Clone)]
+pub struct Publisher {
+    outbox: Outbox,
 }
 
-#[derive(Clone, Default)]
-pub struct Publisher {}
-
 impl Publisher {
+    pub fn new(outbox: Outbox) -> Publisher {
+        Publisher { outbox }
+    }
+
     pub async fn publish(
         &self,
-        _tx: &mut PgConnection,
-        _event: &OrderEvent,
-        _meta: Metadata,
+        tx: &mut PgConnection,
+        event: &OrderEvent,
+        meta: Metadata,
     ) -> Result<(), PublishError> {
-        // TODO(outbox): wire saga_outbox::Outbox::send once the crate lands.
-        Ok(())
+        match event {
+            OrderEvent::OrderPlaced {
+                customer_id,
+                lines,
+                total,
+                shipping_address,
+            } => {
+                let msg = OrderPlaced {
+                    meta,
+                    customer_id: customer_id.clone(),
+                    lines: lines.clone(),
+                    total: *total,
+                    shipping_address: shipping_address.clone(),
+                };
+                self.outbox.send(tx, &msg).await
+            }
+            OrderEvent::OrderApproved {} => self.outbox.send(tx, &OrderApproved { meta }).await,
+            OrderEvent::OrderRejected { reason } => {
+                let msg = OrderRejected {
+                    meta,
+                    reason: reason.clone(),
+                };
+                self.outbox.send(tx, &msg).await
+            }
+        }
     }
 }

@@ -113,7 +113,10 @@ impl PlaceOrderRequest {
                             }
                             Ok(sku) => Some(sku),
                             Err(e) => {
-                                errors.push(FieldError::new(format!("items[{i}].sku"), e.to_string()));
+                                errors.push(FieldError::new(
+                                    format!("items[{i}].sku"),
+                                    e.to_string(),
+                                ));
                                 None
                             }
                         },
@@ -221,7 +224,10 @@ pub type PriceList = HashMap<String, Money>;
 
 /// Price a validated order: every SKU must be in the catalog, all in one currency; the
 /// total is sum(quantity * unit_price) with overflow checked.
-pub fn price(order: &ValidOrder, prices: &PriceList) -> Result<(Vec<OrderLine>, Money), Vec<FieldError>> {
+pub fn price(
+    order: &ValidOrder,
+    prices: &PriceList,
+) -> Result<(Vec<OrderLine>, Money), Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut lines = Vec::with_capacity(order.items.len());
     for (i, (sku, quantity)) in order.items.iter().enumerate() {
@@ -233,14 +239,14 @@ pub fn price(order: &ValidOrder, prices: &PriceList) -> Result<(Vec<OrderLine>, 
             Some(unit_price) => lines.push(OrderLine {
                 sku: sku.clone(),
                 quantity: *quantity,
-                unit_price: unit_price.clone(),
+                unit_price: *unit_price,
             }),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let currency = lines[0].unit_price.currency.clone();
+    let currency = lines[0].unit_price.currency;
     if lines.iter().any(|l| l.unit_price.currency != currency) {
         return Err(vec![FieldError::new(
             "items",

@@ -164,7 +164,9 @@ pub async fn rebuild(pool: &PgPool) -> Result<usize, StoreError> {
         .bind(PROJECTION)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM order_summaries").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM order_summaries")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(
         "UPDATE projection_checkpoints SET last_tx_id = '0'::xid8, last_seq = 0, \
          updated_at = now() WHERE name = $1",

@@ -122,7 +122,7 @@ impl Orders {
         let event = OrderEvent::OrderPlaced {
             customer_id: valid.customer_id.clone(),
             lines,
-            total: total.clone(),
+            total,
             shipping_address: valid.shipping_address.clone(),
         };
         let meta = Metadata::first(order_id);
@@ -235,7 +235,11 @@ impl Orders {
         Ok(Decision::Applied(event))
     }
 
-    pub async fn set_price(&self, sku: &saga_contracts::ids::Sku, price: &Money) -> Result<(), ServiceError> {
+    pub async fn set_price(
+        &self,
+        sku: &saga_contracts::ids::Sku,
+        price: &Money,
+    ) -> Result<(), ServiceError> {
         let mut conn = self.pool.acquire().await?;
         Ok(store::upsert_price(&mut conn, sku, price).await?)
     }

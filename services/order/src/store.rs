@@ -102,12 +102,11 @@ pub async fn append_event(
 /// Unit prices for the given SKUs (those not in the catalog are absent).
 pub async fn prices_for(conn: &mut PgConnection, skus: &[&Sku]) -> Result<PriceList, StoreError> {
     let names: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
-    let rows = sqlx::query(
-        "SELECT sku, unit_price_minor, currency FROM catalog WHERE sku = ANY($1)",
-    )
-    .bind(&names)
-    .fetch_all(conn)
-    .await?;
+    let rows =
+        sqlx::query("SELECT sku, unit_price_minor, currency FROM catalog WHERE sku = ANY($1)")
+            .bind(&names)
+            .fetch_all(conn)
+            .await?;
     rows.iter()
         .map(|row| {
             let (sku, price) = catalog_row(row)?;
@@ -128,7 +127,11 @@ fn catalog_row(row: &sqlx::postgres::PgRow) -> Result<(Sku, Money), StoreError> 
     ))
 }
 
-pub async fn upsert_price(conn: &mut PgConnection, sku: &Sku, price: &Money) -> Result<(), StoreError> {
+pub async fn upsert_price(
+    conn: &mut PgConnection,
+    sku: &Sku,
+    price: &Money,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO catalog (sku, unit_price_minor, currency) VALUES ($1, $2, $3) \
          ON CONFLICT (sku) DO UPDATE SET unit_price_minor = EXCLUDED.unit_price_minor, \
