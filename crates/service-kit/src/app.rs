@@ -129,7 +129,9 @@ impl Tasks {
                 }
             };
             let Some(joined) = next else { break };
-            let outcome = joined.map_err(|e| TaskError::Panicked(e.to_string())).and_then(|r| r);
+            let outcome = joined
+                .map_err(|e| TaskError::Panicked(e.to_string()))
+                .and_then(|r| r);
             if let Err(e) = outcome {
                 tracing::error!(error = %e, "service part failed; stopping the others");
                 self.token.cancel();
@@ -159,8 +161,14 @@ mod tests {
         });
         tasks.spawn("fails", async { Err::<(), Boom>(Boom) });
         let err = tasks.join().await.unwrap_err();
-        assert!(matches!(err, TaskError::Failed { name: "fails", .. }), "{err}");
-        assert!(!shutdown.is_cancelled(), "the caller's token is not ours to cancel");
+        assert!(
+            matches!(err, TaskError::Failed { name: "fails", .. }),
+            "{err}"
+        );
+        assert!(
+            !shutdown.is_cancelled(),
+            "the caller's token is not ours to cancel"
+        );
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! A service's `main.rs` is expected to be: `config::load`, `telemetry::init`,
 //! `shutdown::signal_token`, then its own `App::build(config).await?.run(token).await`.
 
+pub mod app;
 pub mod config;
 pub mod db;
 pub mod http;
