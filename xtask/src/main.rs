@@ -1,4 +1,237 @@
-//! `cargo xtask`: the local stack tool (filled in by the stack work).
-fn main() {
-    println!("xtask: not yet implemented");
+//! `cargo xtask`: the local stack tool. `up`, `down`, `status` and `logs` drive the
+//! `saga-stack` supervisor on the data directory; `test` runs the workspace tests against a
+//! private throw-away stack; `demo` brings the stack up and shows it working.
+
+mod demo;
+mod test_cmd;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use saga_stack::{Health, ProcessState, Stack, StackConfig, UpOutcome};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Local stack and developer tasks for the saga suite"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start PostgreSQL, the broker, the topics (and built HTTP services); harmless when up.
+    Up(StackArgs),
+    /// Stop exactly the processes `up` started.
+    Down(StackArgs),
+    /// Each component's process and health; exits 1 when something enabled is unhealthy.
+    Status(StackArgs),
+    /// Print a component's log (`postgres`, `broker`, ...).
+    Logs {
+        #[command(flatten)]
+        stack: StackArgs,
+        component: String,
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+        /// Keep printing new lines until Ctrl-C.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Run `cargo test --workspace` against a private stack (temp dir, free ports).
+    Test {
+        /// Extra arguments for `cargo test`, e.g. `-- --nocapture`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Bring the stack up and prove it works end to end.
+    Demo(StackArgs),
+}
+
+/// Every port and path of the stack; defaults in docs/architecture.md.
+#[derive(Args, Clone)]
+struct StackArgs {
+    /// Data directory (pid files, logs, databases, broker storage).
+    #[arg(long, env = "SAGA_STACK_DIR")]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "SAGA_PG_PORT", default_value_t = 55432)]
+    pg_port: u16,
+    #[arg(long, env = "SAGA_KAFKA_PORT", default_value_t = 19092)]
+    kafka_port: u16,
+    #[arg(long, env = "SAGA_REGISTRY_PORT", default_value_t = 18081)]
+    registry_port: u16,
+    /// tansu binary; built there (cargo install, pinned version) when absent.
+    #[arg(long, env = "SAGA_TANSU_BIN")]
+    tansu_bin: Option<PathBuf>,
+    /// Directory with PostgreSQL's initdb and postgres; searched for when absent.
+    #[arg(long, env = "SAGA_PG_BIN_DIR")]
+    pg_bin_dir: Option<PathBuf>,
+}
+
+impl StackArgs {
+    fn config(&self) -> StackConfig {
+        let mut cfg = StackConfig::defaults();
+        if let Some(dir) = &self.data_dir {
+            cfg.data_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        }
+        cfg.host = self.host.clone();
+        cfg.pg_port = self.pg_port;
+        cfg.kafka_port = self.kafka_port;
+        cfg.registry_port = self.registry_port;
+        if let Some(bin) = &self.tansu_bin {
+            cfg.tansu_bin = bin.clone();
+        }
+        cfg.pg_bin_dir = self.pg_bin_dir.clone();
+        cfg
+    }
+
+    fn stack(&self) -> Stack {
+        Stack::new(self.config())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Up(args) => up(&args.stack()).await.map(|()| ExitCode::SUCCESS),
+        Cmd::Down(args) => down(&args.stack()).await.map(|()| ExitCode::SUCCESS),
+        Cmd::Status(args) => status(&args.stack()).await,
+        Cmd::Logs {
+            stack,
+            component,
+            lines,
+            follow,
+        } => logs(&stack.stack(), &component, lines, follow).await,
+        Cmd::Test { args } => test_cmd::run(&args).await,
+        Cmd::Demo(args) => demo::run(&args.stack()).await,
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+pub(crate) async fn up(stack: &Stack) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let report = stack.up().await?;
+    for (name, outcome) in report {
+        let line = match outcome {
+            UpOutcome::Started { pid: Some(pid) } => format!("started (pid {pid})"),
+            UpOutcome::Started { pid: None } => "done".to_owned(),
+            UpOutcome::AlreadyRunning { pid } => {
+                format!(
+                    "already running{}",
+                    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                )
+            }
+            UpOutcome::RestartedAfterStalePid { stale_pid, pid } => {
+                format!("started (pid {pid}); removed stale pid file of dead pid {stale_pid}")
+            }
+            UpOutcome::Skipped(reason) => format!("skipped: {reason}"),
+        };
+        println!("{name:<16} {line}");
+    }
+    let cfg = stack.config();
+    println!(
+        "stack up in {:.1}s; environment in {}",
+        started.elapsed().as_secs_f64(),
+        cfg.env_file().display()
+    );
+    for (key, value) in stack.env().vars() {
+        println!("  {key}={value}");
+    }
+    Ok(())
+}
+
+async fn down(stack: &Stack) -> anyhow::Result<()> {
+    for (name, state) in stack.down().await? {
+        let line = match state {
+            ProcessState::Running(pid) => format!("stopped (pid {pid})"),
+            ProcessState::NotRunning => "not running".to_owned(),
+            ProcessState::Stale(pid) => {
+                format!("was not running (removed stale pid file of {pid})")
+            }
+        };
+        println!("{name:<16} {line}");
+    }
+    Ok(())
+}
+
+async fn status(stack: &Stack) -> anyhow::Result<ExitCode> {
+    let mut all_healthy = true;
+    for status in stack.status().await? {
+        let pid = match status.process {
+            _ if status.disabled.is_some() => "-".to_owned(),
+            Some(ProcessState::Running(pid)) => format!("pid {pid}"),
+            Some(ProcessState::Stale(pid)) => format!("stale {pid}"),
+            Some(ProcessState::NotRunning) => "-".to_owned(),
+            None => "one-shot".to_owned(),
+        };
+        let health = match (&status.disabled, &status.health) {
+            (Some(reason), _) => format!("disabled ({reason})"),
+            (None, Health::Healthy) => "healthy".to_owned(),
+            (None, Health::Unhealthy(why)) => {
+                all_healthy = false;
+                format!("UNHEALTHY: {why}")
+            }
+        };
+        println!("{:<16} {pid:<12} {health}", status.name);
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn logs(
+    stack: &Stack,
+    component: &str,
+    lines: usize,
+    follow: bool,
+) -> anyhow::Result<ExitCode> {
+    if !stack.component_names().contains(&component) {
+        anyhow::bail!(
+            "unknown component `{component}`; one of: {}",
+            stack.component_names().join(", ")
+        );
+    }
+    let path = stack.log_file(component);
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("open {}", path.display()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let all: Vec<&str> = text.lines().collect();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        println!("{line}");
+    }
+    if !follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut pos = file.stream_position()?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let len = file.metadata()?.len();
+        if len < pos {
+            pos = 0; // truncated
+        }
+        if len > pos {
+            file.seek(SeekFrom::Start(pos))?;
+            let mut chunk = String::new();
+            file.read_to_string(&mut chunk)?;
+            print!("{chunk}");
+            pos = len;
+        }
+    }
 }
