@@ -103,7 +103,10 @@ impl Codec {
             other => {
                 return Err(DecodeError::UnexpectedType {
                     topic: T::TOPIC,
-                    found: format!("a non-record schema ({:?})", apache_avro::schema::SchemaKind::from(other)),
+                    found: format!(
+                        "a non-record schema ({:?})",
+                        apache_avro::schema::SchemaKind::from(other)
+                    ),
                 });
             }
         };
@@ -114,7 +117,8 @@ impl Codec {
     /// Register the schema of every message type (at service start). A schema the registry
     /// refuses is an error naming the subject and the registry's message.
     pub async fn register_all(&self) -> Result<(), RegistryError> {
-        self.register(crate::ALL_TYPES.iter().flat_map(|t| t.iter())).await
+        self.register(crate::ALL_TYPES.iter().flat_map(|t| t.iter()))
+            .await
     }
 
     /// Register the schemas of the given message types, e.g. `InventoryEvent::TYPES`.
@@ -191,12 +195,12 @@ fn decode_body(
         .build()
         .and_then(|r| r.read_value(&mut reader))
         .map_err(|e| {
-        if is_eof(&e) {
-            DecodeError::Truncated { len: total_len }
-        } else {
-            DecodeError::InvalidAvro(e.to_string())
-        }
-    })?;
+            if is_eof(&e) {
+                DecodeError::Truncated { len: total_len }
+            } else {
+                DecodeError::InvalidAvro(e.to_string())
+            }
+        })?;
     if !reader.is_empty() {
         return Err(DecodeError::InvalidAvro(format!(
             "{} bytes left over after the message (of {total_len})",

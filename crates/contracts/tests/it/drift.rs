@@ -33,7 +33,12 @@ pub fn avro_bytes<M: Message>(msg: &M) -> Vec<u8> {
     GenericDatumWriter::builder(M::schema())
         .build()
         .and_then(|w| w.write_ser_to_vec(msg))
-        .unwrap_or_else(|e| panic!("{}: sample does not encode with its .avsc: {e}", M::FULL_NAME))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: sample does not encode with its .avsc: {e}",
+                M::FULL_NAME
+            )
+        })
 }
 
 fn check<M: Message + PartialEq>(msg: M) {
@@ -61,7 +66,11 @@ fn check<M: Message + PartialEq>(msg: M) {
     let mut named = BTreeMap::new();
     let mut errors = Vec::new();
     walk(&sample, &schema_json, "", &mut named, name, &mut errors);
-    assert!(errors.is_empty(), "{name} drifted from its .avsc:\n  {}", errors.join("\n  "));
+    assert!(
+        errors.is_empty(),
+        "{name} drifted from its .avsc:\n  {}",
+        errors.join("\n  ")
+    );
 
     CHECKED.with(|c| c.borrow_mut().insert(name));
 }
@@ -125,7 +134,9 @@ fn walk(
             if let Some(logical) = node.get("logicalType").and_then(Json::as_str) {
                 match logical {
                     "uuid" => expect(
-                        sample.as_str().is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
+                        sample
+                            .as_str()
+                            .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok()),
                         path,
                         "a UUID string",
                         sample,
@@ -176,7 +187,14 @@ fn walk(
                         errors.push(format!("{path}: sample array is empty; populate it"));
                     }
                     for (i, item) in items.iter().enumerate() {
-                        walk(item, &node["items"], ns, named, &format!("{path}[{i}]"), errors);
+                        walk(
+                            item,
+                            &node["items"],
+                            ns,
+                            named,
+                            &format!("{path}[{i}]"),
+                            errors,
+                        );
                     }
                 }
                 Some("enum") => {
@@ -204,7 +222,9 @@ fn walk(
 
 fn expect(ok: bool, path: &str, what: &str, sample: &Json, errors: &mut Vec<String>) {
     if !ok {
-        errors.push(format!("{path}: expected {what}, the Rust type gives {sample}"));
+        errors.push(format!(
+            "{path}: expected {what}, the Rust type gives {sample}"
+        ));
     }
 }
 
@@ -213,7 +233,10 @@ fn every_message_type_matches_its_avsc() {
     let n = for_each_sample!(check);
     let checked = CHECKED.with(|c| c.borrow().clone());
     let all: BTreeSet<&str> = all_message_types().map(|t| t.full_name).collect();
-    assert_eq!(checked, all, "every message type needs a sample in samples.rs");
+    assert_eq!(
+        checked, all,
+        "every message type needs a sample in samples.rs"
+    );
     assert_eq!(n, all.len());
 }
 
@@ -236,10 +259,22 @@ fn the_shape_check_catches_a_renamed_a_missing_and_a_retyped_field() {
     let uuid = uuid::Uuid::now_v7().to_string();
     assert!(run(serde_json::json!({"a": "x", "b": 1, "c": uuid})).is_empty());
     let renamed = run(serde_json::json!({"a": "x", "bb": 1, "c": uuid}));
-    assert!(renamed.iter().any(|e| e.contains("T.bb") && e.contains("not in the schema")));
-    assert!(renamed.iter().any(|e| e.contains("T.b:") && e.contains("missing from the Rust type")));
+    assert!(
+        renamed
+            .iter()
+            .any(|e| e.contains("T.bb") && e.contains("not in the schema"))
+    );
+    assert!(
+        renamed
+            .iter()
+            .any(|e| e.contains("T.b:") && e.contains("missing from the Rust type"))
+    );
     let retyped = run(serde_json::json!({"a": "x", "b": "1", "c": uuid}));
-    assert!(retyped.iter().any(|e| e.contains("T.b") && e.contains("an integer")));
+    assert!(
+        retyped
+            .iter()
+            .any(|e| e.contains("T.b") && e.contains("an integer"))
+    );
     let empty = run(serde_json::json!({"a": "x", "b": 1, "c": null}));
     assert!(empty.iter().any(|e| e.contains("populate")));
 }
@@ -307,7 +342,12 @@ fn collect_named(
             } else {
                 (String::new(), ns.to_owned())
             };
-            if is_named && map.get("doc").and_then(Json::as_str).is_none_or(str::is_empty) {
+            if is_named
+                && map
+                    .get("doc")
+                    .and_then(Json::as_str)
+                    .is_none_or(str::is_empty)
+            {
                 undocumented.push(format!("{path}: type {full}"));
             }
             let mut copy = serde_json::Map::new();
@@ -319,7 +359,10 @@ fn collect_named(
                             .iter()
                             .map(|f| {
                                 let fname = f["name"].as_str().unwrap_or_default();
-                                if f.get("doc").and_then(Json::as_str).is_none_or(str::is_empty) {
+                                if f.get("doc")
+                                    .and_then(Json::as_str)
+                                    .is_none_or(str::is_empty)
+                                {
                                     undocumented.push(format!("{path}: field {full}.{fname}"));
                                 }
                                 collect_named(f, &inner_ns, path, out, undocumented)
@@ -392,12 +435,22 @@ fn serde_mapping_of_logical_types_options_and_enums() {
         .unwrap()
         .read_value(&mut &bytes[..])
         .unwrap();
-    let AvroValue::Record(fields) = &value else { panic!() };
-    let AvroValue::Record(meta) = &fields[0].1 else { panic!() };
+    let AvroValue::Record(fields) = &value else {
+        panic!()
+    };
+    let AvroValue::Record(meta) = &fields[0].1 else {
+        panic!()
+    };
     let get = |n: &str| meta.iter().find(|(k, _)| k == n).unwrap().1.clone();
     assert_eq!(get("message_id"), AvroValue::Uuid(*m.message_id.as_uuid()));
-    assert_eq!(get("occurred_at"), AvroValue::TimestampMicros(m.occurred_at.as_micros()));
-    assert_eq!(get("causation_id"), AvroValue::Union(0, Box::new(AvroValue::Null)));
+    assert_eq!(
+        get("occurred_at"),
+        AvroValue::TimestampMicros(m.occurred_at.as_micros())
+    );
+    assert_eq!(
+        get("causation_id"),
+        AvroValue::Union(0, Box::new(AvroValue::Null))
+    );
     assert_eq!(
         get("saga_id"),
         AvroValue::Union(1, Box::new(AvroValue::Uuid(*m.saga_id.unwrap().as_uuid())))
@@ -448,7 +501,9 @@ fn newer_writer_schemas_resolve_into_current_types() {
         .as_array_mut()
         .unwrap()
         .push("FRAUD_SUSPECTED".into());
-    fields.push(serde_json::json!({"name": "retry_after_s", "type": "int", "default": 0, "doc": "new"}));
+    fields.push(
+        serde_json::json!({"name": "retry_after_s", "type": "int", "default": 0, "doc": "new"}),
+    );
     let writer = Schema::parse_str(&v2.to_string()).unwrap();
 
     let original = PaymentDeclined {
@@ -472,7 +527,8 @@ fn newer_writer_schemas_resolve_into_current_types() {
         .unwrap()
         .read_value(&mut &bytes[..])
         .unwrap();
-    let decoded = <PaymentEvent as TopicMessage>::from_avro(PaymentDeclined::FULL_NAME, value).unwrap();
+    let decoded =
+        <PaymentEvent as TopicMessage>::from_avro(PaymentDeclined::FULL_NAME, value).unwrap();
     // The unknown symbol falls back to the enum default.
     assert_eq!(decoded, PaymentEvent::PaymentDeclined(original));
 }

@@ -68,36 +68,78 @@ macro_rules! for_each_sample {
         use $crate::samples::*;
         $f(order_placed());
         $f(OrderApproved { meta: meta() });
-        $f(OrderRejected { meta: meta(), reason: "payment declined: INSUFFICIENT_CREDIT".into() });
+        $f(OrderRejected {
+            meta: meta(),
+            reason: "payment declined: INSUFFICIENT_CREDIT".into(),
+        });
         $f(ApproveOrder { meta: meta() });
-        $f(RejectOrder { meta: meta(), reason: "out of stock".into() });
-        $f(ReserveStock { meta: meta(), lines: stock_lines() });
+        $f(RejectOrder {
+            meta: meta(),
+            reason: "out of stock".into(),
+        });
+        $f(ReserveStock {
+            meta: meta(),
+            lines: stock_lines(),
+        });
         $f(ReleaseStock { meta: meta() });
-        $f(StockReserved { meta: meta(), reservation_id: ReservationId::new() });
+        $f(StockReserved {
+            meta: meta(),
+            reservation_id: ReservationId::new(),
+        });
         $f(StockUnavailable {
             meta: meta(),
-            shortages: vec![Shortage { sku: sku("BOOK-001"), requested: 5, available: 2 }],
+            shortages: vec![Shortage {
+                sku: sku("BOOK-001"),
+                requested: 5,
+                available: 2,
+            }],
         });
-        $f(StockReleased { meta: meta(), released: true });
+        $f(StockReleased {
+            meta: meta(),
+            released: true,
+        });
         $f(ChargePayment {
             meta: meta(),
             customer_id: CustomerId::parse("cust-42").unwrap(),
             amount: money(4248),
         });
         $f(RefundPayment { meta: meta() });
-        $f(PaymentCharged { meta: meta(), payment_id: PaymentId::new(), amount: money(4248) });
+        $f(PaymentCharged {
+            meta: meta(),
+            payment_id: PaymentId::new(),
+            amount: money(4248),
+        });
         $f(PaymentDeclined {
             meta: meta(),
             reason: DeclineReason::CurrencyMismatch,
             detail: "account holds USD".into(),
         });
-        $f(PaymentRefunded { meta: meta(), amount: money(0) });
-        $f(ScheduleShipment { meta: meta(), address: address(), lines: stock_lines() });
+        $f(PaymentRefunded {
+            meta: meta(),
+            amount: money(0),
+        });
+        $f(ScheduleShipment {
+            meta: meta(),
+            address: address(),
+            lines: stock_lines(),
+        });
         $f(CancelShipment { meta: meta() });
-        $f(ShipmentScheduled { meta: meta(), shipment_id: ShipmentId::new() });
-        $f(ShipmentRefused { meta: meta(), reason: "destination not served".into() });
-        $f(ShipmentCancelled { meta: meta(), cancelled: false });
-        $f(ShipmentDispatched { meta: meta(), shipment_id: ShipmentId::new() });
+        $f(ShipmentScheduled {
+            meta: meta(),
+            shipment_id: ShipmentId::new(),
+        });
+        $f(ShipmentRefused {
+            meta: meta(),
+            reason: "destination not served".into(),
+        });
+        $f(ShipmentCancelled {
+            meta: meta(),
+            cancelled: false,
+        });
+        $f(ShipmentDispatched {
+            meta: meta(),
+            shipment_id: ShipmentId::new(),
+        });
         21usize
     }};
 }
