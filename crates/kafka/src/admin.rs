@@ -31,12 +31,16 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[(&str, i32)]) -> Resu
     Ok(())
 }
 
-/// Every topic of the suite with the default partition count.
+/// Every topic of the suite (with the configured prefix) and the default partition count.
 pub async fn ensure_suite_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
-    let topics: Vec<(&str, i32)> = crate::topics::ALL
+    let names: Vec<String> = crate::topics::ALL
         .iter()
         .chain(std::iter::once(&crate::topics::DEAD_LETTERS))
-        .map(|t| (*t, crate::DEFAULT_PARTITIONS))
+        .map(|t| config.topic(t))
+        .collect();
+    let topics: Vec<(&str, i32)> = names
+        .iter()
+        .map(|t| (t.as_str(), crate::DEFAULT_PARTITIONS))
         .collect();
     ensure_topics(config, &topics).await
 }

@@ -24,6 +24,9 @@ pub struct KafkaConfig {
     pub message_timeout_ms: u32,
     /// Publish consumer statistics (lag per partition) this often; 0 disables.
     pub statistics_interval_ms: u32,
+    /// Prepended to every topic name on the wire (empty in production). Lets several
+    /// copies of the suite share one broker, e.g. parallel end-to-end tests.
+    pub topic_prefix: String,
 }
 
 impl Default for KafkaConfig {
@@ -35,11 +38,17 @@ impl Default for KafkaConfig {
             compression: "none".into(),
             message_timeout_ms: 30_000,
             statistics_interval_ms: 5_000,
+            topic_prefix: String::new(),
         }
     }
 }
 
 impl KafkaConfig {
+    /// The topic name on the wire for a logical topic name of the contracts.
+    pub fn topic(&self, logical: &str) -> String {
+        format!("{}{logical}", self.topic_prefix)
+    }
+
     /// Settings shared by every client.
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();

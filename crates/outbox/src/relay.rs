@@ -91,6 +91,8 @@ pub struct Relay {
     pool: PgPool,
     producer: FutureProducer,
     config: RelayConfig,
+    /// Rows hold logical topic names; the wire name adds the configured prefix.
+    topic_prefix: String,
 }
 
 /// How one batch went.
@@ -113,6 +115,7 @@ impl Relay {
             pool,
             producer: kafka.producer()?,
             config,
+            topic_prefix: kafka.topic_prefix.clone(),
         })
     }
 
@@ -266,8 +269,12 @@ impl Relay {
     /// Enqueue every row in order, then wait for every delivery report.
     async fn publish(&self, rows: &[Row]) -> Vec<Result<(), String>> {
         let mut pending = Vec::with_capacity(rows.len());
-        for row in rows {
-            let record = FutureRecord::to(&row.topic)
+        let topics: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{}{}", self.topic_prefix, r.topic))
+            .collect();
+        for (row, topic) in rows.iter().zip(&topics) {
+            let record = FutureRecord::to(topic)
                 .key(&row.message_key)
                 .payload(&row.payload)
                 .headers(to_kafka_headers(&row.headers));

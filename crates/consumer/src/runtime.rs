@@ -1,0 +1,541 @@
+//! The consumer loop: fetch, route by partition, apply in transactions, store offsets.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use saga_contracts::{Codec, DecodeError, Metadata, TopicMessage};
+use saga_inbox::{Claim, Inbox, Source};
+use saga_kafka::KafkaConfig;
+use saga_kafka::headers::{self, HeaderMap};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
+
+use crate::backoff::Backoff;
+use crate::config::{ConsumerConfig, Membership};
+use crate::context::{Assignment, RuntimeContext};
+use crate::dead_letters::{self, FailureKind};
+use crate::error::{ConsumerError, ErrorClass, HandlerError, classify_decode};
+
+/// A service's message handler. It receives an open transaction: every write it makes,
+/// including messages sent through the outbox, commits together with the inbox row and
+/// before the offset is stored.
+pub trait Handler: Send + Sync + 'static {
+    /// The topic's message enum (decides which topic is consumed).
+    type Message: TopicMessage;
+
+    fn handle(
+        &self,
+        tx: &mut PgConnection,
+        msg: &Incoming<Self::Message>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// A decoded message and where it came from.
+#[derive(Debug, Clone)]
+pub struct Incoming<M> {
+    pub message: M,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub headers: HeaderMap,
+}
+
+impl<M: TopicMessage> Incoming<M> {
+    pub fn meta(&self) -> &Metadata {
+        self.message.meta()
+    }
+}
+
+/// A fetched record, copied out of librdkafka's buffer.
+#[derive(Debug, Clone)]
+struct Raw {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: HeaderMap,
+}
+
+impl Raw {
+    fn from_message(m: &BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers: headers::from_kafka_headers(m.headers()),
+        }
+    }
+}
+
+struct Item<M> {
+    raw: Raw,
+    decoded: Result<Incoming<M>, DecodeError>,
+    span: Span,
+}
+
+/// A failure of one attempt.
+struct Failure {
+    class: ErrorClass,
+    kind: FailureKind,
+    error: String,
+}
+
+impl From<HandlerError> for Failure {
+    fn from(e: HandlerError) -> Self {
+        Failure {
+            class: e.class(),
+            kind: FailureKind::Handler,
+            error: e.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        HandlerError::Database(e).into()
+    }
+}
+
+/// Shutdown interrupted a retry loop; the message's offset was not stored.
+struct Stopped;
+
+type KafkaConsumer = StreamConsumer<RuntimeContext>;
+
+struct Shared<H: Handler> {
+    config: ConsumerConfig,
+    pool: PgPool,
+    codec: Codec,
+    handler: H,
+    inbox: Inbox,
+    dead_letters: FutureProducer,
+    dead_letter_topic: String,
+    backoff: Backoff,
+    assignment: Assignment,
+}
+
+/// One consumer group member for one handler (one topic).
+pub struct Consumer<H: Handler> {
+    shared: Arc<Shared<H>>,
+    kafka: KafkaConfig,
+}
+
+impl<H: Handler> Consumer<H> {
+    pub fn new(
+        kafka: &KafkaConfig,
+        config: ConsumerConfig,
+        pool: PgPool,
+        codec: Codec,
+        handler: H,
+    ) -> Result<Self, ConsumerError> {
+        if config.group_id.trim().is_empty() {
+            return Err(ConsumerError::Config("consumer.group_id is empty".into()));
+        }
+        if config.max_batch == 0 || config.max_attempts == 0 {
+            return Err(ConsumerError::Config(
+                "consumer.max_batch and consumer.max_attempts must be at least 1".into(),
+            ));
+        }
+        let backoff = Backoff {
+            initial: Duration::from_millis(config.backoff_initial_ms),
+            max: Duration::from_millis(config.backoff_max_ms),
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                inbox: Inbox::new(config.group_id.clone()),
+                dead_letters: kafka.producer()?,
+                dead_letter_topic: kafka.topic(&config.dead_letter_topic),
+                backoff,
+                assignment: Assignment::default(),
+                config,
+                pool,
+                codec,
+                handler,
+            }),
+            kafka: kafka.clone(),
+        })
+    }
+
+    /// The topic consumed (the message type's topic plus the configured prefix).
+    pub fn topic(&self) -> String {
+        self.kafka.topic(H::Message::TOPIC)
+    }
+
+    /// Consume until `shutdown`, then let in-flight batches finish (within
+    /// `shutdown_grace_ms`) and commit the stored offsets.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let shared = self.shared;
+        let topic = self.kafka.topic(H::Message::TOPIC);
+        let topic = topic.as_str();
+        let group = shared.config.group_id.clone();
+        let context = RuntimeContext {
+            group: group.clone(),
+            assignment: shared.assignment.clone(),
+        };
+        let consumer: Arc<KafkaConsumer> = Arc::new(
+            self.kafka
+                .consumer_config(&group)
+                .create_with_context(context)?,
+        );
+        match shared.config.membership {
+            Membership::Group => consumer.subscribe(&[topic])?,
+            Membership::Assign => assign_all(&consumer, topic, &shared.assignment).await?,
+        }
+        tracing::info!(%group, topic, membership = ?shared.config.membership, "consumer started");
+
+        let mut workers: HashMap<i32, mpsc::Sender<Raw>> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                received = consumer.recv() => received,
+            };
+            let raw = match received {
+                Ok(message) => Raw::from_message(&message),
+                Err(error) => {
+                    tracing::warn!(%error, %group, "kafka fetch error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                    }
+                }
+            };
+            let sender = workers.entry(raw.partition).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(shared.config.partition_buffer);
+                tasks.spawn(partition_worker(
+                    shared.clone(),
+                    consumer.clone(),
+                    raw.partition,
+                    rx,
+                    shutdown.clone(),
+                ));
+                tx
+            });
+            // A full buffer holds the fetch loop back (backpressure), but never shutdown.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = sender.send(raw) => {}
+            }
+        }
+
+        drop(workers);
+        let grace = Duration::from_millis(shared.config.shutdown_grace_ms);
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!(%group, "in-flight work did not finish within the shutdown grace period");
+            tasks.abort_all();
+        }
+        let committer = consumer.clone();
+        let committed =
+            tokio::task::spawn_blocking(move || committer.commit_consumer_state(CommitMode::Sync))
+                .await;
+        if let Ok(Err(error)) = committed {
+            tracing::debug!(%error, "final offset commit: nothing to commit");
+        }
+        tracing::info!(%group, topic, "consumer stopped");
+        Ok(())
+    }
+}
+
+/// `assign()` every partition of `topic`, resuming from the group's committed offsets.
+async fn assign_all(
+    consumer: &Arc<KafkaConsumer>,
+    topic: &str,
+    assignment: &Assignment,
+) -> Result<(), ConsumerError> {
+    let c = consumer.clone();
+    let name = topic.to_owned();
+    let metadata =
+        tokio::task::spawn_blocking(move || c.fetch_metadata(Some(&name), Duration::from_secs(10)))
+            .await
+            .map_err(|e| ConsumerError::Config(e.to_string()))??;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(ConsumerError::Config(format!(
+            "topic {topic} has no partitions (does it exist?)"
+        )));
+    }
+    let mut list = TopicPartitionList::new();
+    for p in &partitions {
+        list.add_partition_offset(topic, *p, Offset::Stored)?;
+    }
+    consumer.assign(&list)?;
+    assignment.set(partitions);
+    Ok(())
+}
+
+/// Applies one partition's messages in order, batching what has already arrived.
+async fn partition_worker<H: Handler>(
+    shared: Arc<Shared<H>>,
+    consumer: Arc<KafkaConsumer>,
+    partition: i32,
+    mut rx: mpsc::Receiver<Raw>,
+    shutdown: CancellationToken,
+) {
+    let max_batch = shared.config.max_batch;
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            first = rx.recv() => match first { Some(raw) => raw, None => return },
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(raw) => batch.push(raw),
+                Err(_) => break,
+            }
+        }
+        if !shared.assignment.contains(partition) {
+            // Revoked while queued: the new owner fetches these from the committed offset.
+            continue;
+        }
+        metrics::histogram!("consumer_batch_size", "group" => shared.config.group_id.clone())
+            .record(batch.len() as f64);
+        if shared.process(&consumer, batch, &shutdown).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl<H: Handler> Shared<H> {
+    async fn process(
+        &self,
+        consumer: &KafkaConsumer,
+        batch: Vec<Raw>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
+        let mut items = Vec::with_capacity(batch.len());
+        for raw in batch {
+            items.push(self.decode(raw, shutdown).await?);
+        }
+        // Fast path: the whole batch in one transaction.
+        if items.len() > 1 && items.iter().all(|i| i.decoded.is_ok()) {
+            match self.apply(&items).await {
+                Ok(()) => {
+                    let last = &items[items.len() - 1].raw;
+                    self.store_offset(consumer, last);
+                    return Ok(());
+                }
+                Err(failure) => tracing::debug!(
+                    error = %failure.error,
+                    "batch failed; re-running it one message per transaction"
+                ),
+            }
+        }
+        for item in &items {
+            self.process_one(consumer, item, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Decode, retrying while the registry is unreachable (an unknown schema id or bad
+    /// bytes are permanent and go to the dead letters later).
+    async fn decode(
+        &self,
+        raw: Raw,
+        shutdown: &CancellationToken,
+    ) -> Result<Item<H::Message>, Stopped> {
+        let span = tracing::info_span!(
+            "consume",
+            group = %self.config.group_id,
+            topic = %raw.topic,
+            partition = raw.partition,
+            offset = raw.offset,
+            message_type = tracing::field::Empty,
+            message_id = tracing::field::Empty,
+            order_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        headers::set_parent_from_headers(&span, &raw.headers);
+        if let Some(trace_id) = headers::trace_id(&raw.headers) {
+            span.record("trace_id", trace_id);
+        }
+        let mut attempt = 0;
+        let decoded = loop {
+            let payload = raw.payload.as_deref().unwrap_or_default();
+            match self.codec.decode::<H::Message>(payload).await {
+                Err(e) if classify_decode(&e) == ErrorClass::Infrastructure => {
+                    attempt += 1;
+                    tracing::warn!(parent: &span, error = %e, attempt, "decode: registry unavailable; retrying");
+                    self.pause(attempt, shutdown).await?;
+                }
+                other => break other,
+            }
+        };
+        let decoded = decoded.map(|message| {
+            let meta = message.meta();
+            span.record("message_type", message.type_name());
+            span.record("message_id", tracing::field::display(&meta.message_id));
+            span.record("order_id", tracing::field::display(&meta.order_id));
+            Incoming {
+                message,
+                topic: raw.topic.clone(),
+                partition: raw.partition,
+                offset: raw.offset,
+                headers: raw.headers.clone(),
+            }
+        });
+        Ok(Item { raw, decoded, span })
+    }
+
+    /// One transaction: inbox claim + handler for each message, then commit.
+    async fn apply(&self, items: &[Item<H::Message>]) -> Result<(), Failure> {
+        let mut tx = self.pool.begin().await?;
+        let mut duplicates = 0u64;
+        for item in items {
+            let Ok(incoming) = &item.decoded else {
+                unreachable!("only decoded messages are applied")
+            };
+            let source = Source {
+                topic: &item.raw.topic,
+                partition: item.raw.partition,
+                offset: item.raw.offset,
+            };
+            let message_id = *incoming.meta().message_id.as_uuid();
+            async {
+                match self.inbox.record(&mut tx, message_id, source).await? {
+                    Claim::Duplicate => {
+                        tracing::info!("duplicate delivery skipped");
+                        duplicates += 1;
+                        Ok(())
+                    }
+                    Claim::New => self.handler.handle(&mut tx, incoming).await,
+                }
+            }
+            .instrument(item.span.clone())
+            .await?;
+        }
+        tx.commit().await?;
+        let group = self.config.group_id.clone();
+        metrics::counter!("consumer_messages_total", "group" => group.clone(), "outcome" => "applied")
+            .increment(items.len() as u64 - duplicates);
+        if duplicates > 0 {
+            metrics::counter!("consumer_messages_total", "group" => group, "outcome" => "duplicate")
+                .increment(duplicates);
+        }
+        Ok(())
+    }
+
+    /// Apply one message with the retry policy; dead-letter it when it cannot be applied.
+    async fn process_one(
+        &self,
+        consumer: &KafkaConsumer,
+        item: &Item<H::Message>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
+        let first_failed_at = chrono::Utc::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let outcome = match &item.decoded {
+                Ok(_) => self.apply(std::slice::from_ref(item)).await,
+                Err(e) => Err(Failure {
+                    class: ErrorClass::Permanent,
+                    kind: FailureKind::Decode,
+                    error: e.to_string(),
+                }),
+            };
+            let failure = match outcome {
+                Ok(()) => {
+                    self.store_offset(consumer, &item.raw);
+                    return Ok(());
+                }
+                Err(failure) => failure,
+            };
+            let give_up = match failure.class {
+                ErrorClass::Permanent => Some(failure.kind),
+                ErrorClass::Transient if attempt >= self.config.max_attempts => {
+                    Some(FailureKind::RetriesExhausted)
+                }
+                _ => None,
+            };
+            match give_up {
+                Some(kind) => {
+                    tracing::error!(parent: &item.span, error = %failure.error, ?kind, attempt, "dead-lettering message");
+                    let letter = dead_letters::Letter {
+                        error: &failure.error,
+                        kind,
+                        group: &self.config.group_id,
+                        attempts: attempt,
+                        first_failed_at,
+                    };
+                    self.dead_letter(&item.raw, &letter, shutdown).await?;
+                    self.store_offset(consumer, &item.raw);
+                    metrics::counter!("consumer_messages_total", "group" => self.config.group_id.clone(), "outcome" => "dead_lettered").increment(1);
+                    return Ok(());
+                }
+                None => {
+                    tracing::warn!(parent: &item.span, error = %failure.error, class = ?failure.class, attempt, "handling failed; retrying");
+                    self.pause(attempt, shutdown).await?;
+                }
+            }
+        }
+    }
+
+    /// Publish the original record to the dead-letter topic and wait for the broker's
+    /// acknowledgement (retrying while the broker is unavailable): the offset may only
+    /// advance once the message is safely parked.
+    async fn dead_letter(
+        &self,
+        raw: &Raw,
+        letter: &dead_letters::Letter<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
+        let mut headers = raw.headers.clone();
+        letter.write_headers(&mut headers, &raw.topic, raw.partition, raw.offset);
+        let kafka_headers = headers::to_kafka_headers(&headers);
+        let mut attempt = 0;
+        loop {
+            let mut record =
+                FutureRecord::to(&self.dead_letter_topic).headers(kafka_headers.clone());
+            if let Some(key) = &raw.key {
+                record = record.key(key);
+            }
+            if let Some(payload) = &raw.payload {
+                record = record.payload(payload);
+            }
+            match self.dead_letters.send(record, Duration::from_secs(5)).await {
+                Ok(_) => return Ok(()),
+                Err((error, _)) => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "publishing a dead letter failed; retrying");
+                    self.pause(attempt, shutdown).await?;
+                }
+            }
+        }
+    }
+
+    fn store_offset(&self, consumer: &KafkaConsumer, raw: &Raw) {
+        // The committed offset is the next one to read.
+        if let Err(error) = consumer.store_offset(&raw.topic, raw.partition, raw.offset + 1) {
+            // The partition was revoked meanwhile: its next owner redelivers, the inbox skips.
+            tracing::debug!(%error, partition = raw.partition, "offset not stored");
+        }
+    }
+
+    async fn pause(&self, attempt: u32, shutdown: &CancellationToken) -> Result<(), Stopped> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Err(Stopped),
+            _ = tokio::time::sleep(self.backoff.delay(attempt)) => Ok(()),
+        }
+    }
+}
