@@ -3,5 +3,7 @@
 #[cfg(test)]
 pub(crate) mod test_helpers;
 
+pub mod order_saga;
+
 #[cfg(test)]
 mod toy_saga_tests;
