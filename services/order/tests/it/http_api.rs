@@ -1,0 +1,287 @@
+//! The HTTP API: placement, validation errors, unknown orders, idempotency keys, OpenAPI.
+
+use serde_json::{Value, json};
+
+use crate::support::{order_body, start};
+
+fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn places_an_order_priced_from_the_catalog_and_reads_it_back_at_once() {
+    let app = start().await;
+    app.put_price("SKU-1", 1250, "EUR").await;
+    app.put_price("SKU-2", 99, "EUR").await;
+
+    let r = app
+        .post_order(&order_body("cust-1", &[("SKU-1", 2), ("SKU-2", 3)]), None)
+        .await;
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let token = r.headers()["x-consistency-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = r.json().await.unwrap();
+    let id = body["order_id"].as_str().unwrap();
+    assert_eq!(location, format!("/orders/{id}"));
+    assert_eq!(body["status"], "PENDING");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["consistency_token"], token.as_str());
+    assert_eq!(body["total_minor"], 2 * 1250 + 3 * 99);
+
+    // Read-your-writes on the aggregate: no waiting needed.
+    let (status, order) = app.get_json(&location).await;
+    assert_eq!(status, 200);
+    assert_eq!(order["status"], "PENDING");
+    assert_eq!(order["version"], 1);
+    assert_eq!(order["customer_id"], "cust-1");
+    assert_eq!(
+        order["total"],
+        json!({ "amount_minor": 2797, "currency": "EUR" })
+    );
+    assert_eq!(order["items"][0]["unit_price"]["amount_minor"], 1250);
+    assert_eq!(order["items"][1]["line_total"]["amount_minor"], 297);
+    assert_eq!(order["shipping_address"]["country"], "GB");
+
+    // Later price changes do not touch placed orders (the price was snapshotted).
+    app.put_price("SKU-1", 1, "EUR").await;
+    let (_, again) = app.get_json(&location).await;
+    assert_eq!(again["total"]["amount_minor"], 2797);
+}
+
+#[tokio::test]
+async fn validation_errors_are_problems_naming_each_field() {
+    let app = start().await;
+    app.put_price("SKU-1", 100, "EUR").await;
+    app.put_price("USD-1", 100, "USD").await;
+
+    let r = app.post_order(&json!({}), None).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(fields(&p), ["customer_id", "items", "shipping_address"]);
+
+    let mut bad = order_body("cust-1", &[("SKU-1", 0), ("bad sku!", 1), ("SKU-1", 1001)]);
+    bad["shipping_address"]["country"] = json!("XX");
+    bad["shipping_address"]["city"] = json!("  ");
+    let p: Value = app.post_order(&bad, None).await.json().await.unwrap();
+    assert_eq!(p["status"], 422);
+    assert_eq!(
+        fields(&p),
+        [
+            "items[0].quantity",
+            "items[1].sku",
+            "items[2].sku",
+            "items[2].quantity",
+            "shipping_address.city",
+            "shipping_address.country"
+        ]
+    );
+
+    let empty = order_body("cust-1", &[]);
+    let p: Value = app.post_order(&empty, None).await.json().await.unwrap();
+    assert_eq!(fields(&p), ["items"]);
+    let many: Vec<(String, i64)> = (0..101).map(|i| (format!("S{i}"), 1)).collect();
+    let refs: Vec<(&str, i64)> = many.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+    let p: Value = app
+        .post_order(&order_body("c", &refs), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fields(&p), ["items"]);
+
+    // Catalog checks: unknown SKU, mixed currencies.
+    let r = app
+        .post_order(&order_body("cust-1", &[("SKU-1", 1), ("NOPE", 1)]), None)
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(fields(&r.json().await.unwrap()), ["items[1].sku"]);
+    let r = app
+        .post_order(&order_body("cust-1", &[("SKU-1", 1), ("USD-1", 1)]), None)
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(fields(&r.json().await.unwrap()), ["items"]);
+
+    // Nothing was stored by any of these.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM order_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_content_type_are_400_and_415_problems() {
+    let app = start().await;
+    let r = app
+        .client
+        .post(app.url("/orders"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    let r = app
+        .client
+        .post(app.url("/orders"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    let r = app
+        .client
+        .post(app.url("/orders"))
+        .json(&json!({ "customer_id": "c", "items": [{ "sku": "S", "quantity": "two" }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn unknown_orders_are_404_problems() {
+    let app = start().await;
+    let id = uuid::Uuid::now_v7();
+    for path in [
+        format!("/orders/{id}"),
+        format!("/orders/{id}/events"),
+        "/orders/not-a-uuid".to_owned(),
+    ] {
+        let r = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["status"], 404);
+    }
+    let (status, p) = app.get_json(&format!("/orders/{id}?as_of=yesterday")).await;
+    assert_eq!(status, 400);
+    assert_eq!(fields(&p), ["as_of"]);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_same_order_and_refuses_a_different_body() {
+    let app = start().await;
+    app.put_price("SKU-1", 500, "EUR").await;
+    let body = order_body("cust-1", &[("SKU-1", 1)]);
+
+    let first = app.post_order(&body, Some("key-1")).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    // Same body re-serialised differently (key order) is the same request.
+    let reordered: Value = serde_json::from_str(&body.to_string()).unwrap();
+    let second = app.post_order(&reordered, Some("key-1")).await;
+    assert_eq!(second.status(), 202);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.json::<Value>().await.unwrap(), first);
+
+    let other = order_body("cust-1", &[("SKU-1", 2)]);
+    let r = app.post_order(&other, Some("key-1")).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    // A different key is a different order.
+    let third: Value = app
+        .post_order(&body, Some("key-2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(third["order_id"], first["order_id"]);
+
+    let orders: i64 = sqlx::query_scalar("SELECT count(DISTINCT order_id) FROM order_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 2);
+    let placed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE message_type LIKE '%OrderPlaced'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        placed, 2,
+        "one OrderPlaced message per order, in the outbox"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_order() {
+    let app = start().await;
+    app.put_price("SKU-1", 500, "EUR").await;
+    let body = order_body("cust-1", &[("SKU-1", 1)]);
+    let requests = (0..8).map(|_| app.post_order(&body, Some("same-key")));
+    let responses = futures::future::join_all(requests).await;
+    let mut ids = std::collections::HashSet::new();
+    for r in responses {
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        ids.insert(v["order_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1);
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM order_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
+}
+
+#[tokio::test]
+async fn serves_its_openapi_document_and_catalog() {
+    let app = start().await;
+    let (status, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/orders",
+        "/orders/{id}",
+        "/orders/{id}/events",
+        "/catalog/{sku}",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]
+            .get("PlaceOrderRequest")
+            .is_some()
+    );
+
+    app.put_price("B-2", 7, "USD").await;
+    app.put_price("A-1", 5, "USD").await;
+    let (_, catalog) = app.get_json("/catalog").await;
+    assert_eq!(catalog["items"][0]["sku"], "A-1");
+    assert_eq!(catalog["items"][1]["unit_price"]["amount_minor"], 7);
+
+    let r = app
+        .client
+        .put(app.url("/catalog/A-1"))
+        .json(&json!({ "unit_price": { "amount_minor": -1, "currency": "usd" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        fields(&r.json().await.unwrap()),
+        ["unit_price.amount_minor", "unit_price.currency"]
+    );
+}
