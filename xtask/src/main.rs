@@ -2,6 +2,7 @@
 //! `saga-stack` supervisor on the data directory; `test` runs the workspace tests against a
 //! private throw-away stack; `demo` brings the stack up and shows it working.
 
+mod compat;
 mod demo;
 mod test_cmd;
 
@@ -51,6 +52,8 @@ enum Cmd {
     },
     /// Bring the stack up and prove it works end to end.
     Demo(StackArgs),
+    /// Check every schema in schemas/ against its earlier versions on main (compatibility gate).
+    Compat(compat::CompatArgs),
 }
 
 /// Every port and path of the stack; defaults in docs/architecture.md.
@@ -112,6 +115,7 @@ async fn main() -> ExitCode {
         } => logs(&stack.stack(), &component, lines, follow).await,
         Cmd::Test { args } => test_cmd::run(&args).await,
         Cmd::Demo(args) => demo::run(&args.stack()).await,
+        Cmd::Compat(args) => compat::run(&args),
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
