@@ -16,7 +16,15 @@ pub struct CompatArgs {
 pub fn run(args: &CompatArgs) -> anyhow::Result<ExitCode> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
-        .args(["run", "-q", "-p", "saga-contracts", "--bin", "schema-compat", "--"])
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "saga-contracts",
+            "--bin",
+            "schema-compat",
+            "--",
+        ])
         .args(["--against", &args.against])
         .status()?;
     Ok(if status.success() {
