@@ -53,8 +53,8 @@ impl InventoryHandler {
                 };
                 self.outbox.send(tx, &reply).await
             }
-        }
-        .map_err(outbox_error)
+        }?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
@@ -70,7 +70,8 @@ impl InventoryHandler {
             meta: Metadata::caused_by(&cmd.meta),
             released,
         };
-        self.outbox.send(tx, &reply).await.map_err(outbox_error)
+        self.outbox.send(tx, &reply).await?;
+        Ok(())
     }
 }
 
@@ -97,8 +98,4 @@ fn handler_error(e: InventoryError) -> HandlerError {
             HandlerError::Permanent(e.to_string())
         }
     }
-}
-
-fn outbox_error(e: saga_outbox::OutboxError) -> HandlerError {
-    HandlerError::Transient(format!("outbox: {e}"))
 }

@@ -4,8 +4,8 @@
 use saga_consumer::{Handler, HandlerError, Incoming};
 use saga_contracts::Metadata;
 use saga_contracts::messages::payment::{
-    ChargePayment, DeclineReason, PaymentCharged, PaymentCommand, PaymentDeclined,
-    PaymentRefunded, RefundPayment,
+    ChargePayment, DeclineReason, PaymentCharged, PaymentCommand, PaymentDeclined, PaymentRefunded,
+    RefundPayment,
 };
 use saga_outbox::Outbox;
 use sqlx::PgConnection;
@@ -50,8 +50,8 @@ impl PaymentHandler {
                 };
                 self.outbox.send(tx, &reply).await
             }
-        }
-        .map_err(outbox_error)
+        }?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
@@ -67,7 +67,8 @@ impl PaymentHandler {
             meta: Metadata::caused_by(&cmd.meta),
             amount,
         };
-        self.outbox.send(tx, &reply).await.map_err(outbox_error)
+        self.outbox.send(tx, &reply).await?;
+        Ok(())
     }
 }
 
@@ -101,8 +102,4 @@ fn handler_error(e: PaymentError) -> HandlerError {
         // A broken row will not get better by retrying; the admin-only errors cannot occur here.
         e => HandlerError::Permanent(e.to_string()),
     }
-}
-
-fn outbox_error(e: saga_outbox::OutboxError) -> HandlerError {
-    HandlerError::Transient(format!("outbox: {e}"))
 }

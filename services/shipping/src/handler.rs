@@ -37,19 +37,27 @@ impl CommandHandler {
         cmd: &ScheduleShipment,
     ) -> Result<(), HandlerError> {
         let meta = Metadata::caused_by(&cmd.meta);
-        match shipments::schedule(tx, cmd.meta.order_id, &cmd.address, &cmd.lines, &self.served)
-            .await
-            .map_err(handler_error)?
+        match shipments::schedule(
+            tx,
+            cmd.meta.order_id,
+            &cmd.address,
+            &cmd.lines,
+            &self.served,
+        )
+        .await
+        .map_err(handler_error)?
         {
             ScheduleOutcome::Scheduled(shipment_id) => {
                 let reply = ShipmentScheduled { meta, shipment_id };
                 self.outbox.send(tx, &reply).await
             }
             ScheduleOutcome::Refused(reason) => {
-                self.outbox.send(tx, &ShipmentRefused { meta, reason }).await
+                self.outbox
+                    .send(tx, &ShipmentRefused { meta, reason })
+                    .await
             }
-        }
-        .map_err(outbox_error)
+        }?;
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
@@ -65,7 +73,8 @@ impl CommandHandler {
             meta: Metadata::caused_by(&cmd.meta),
             cancelled,
         };
-        self.outbox.send(tx, &reply).await.map_err(outbox_error)
+        self.outbox.send(tx, &reply).await?;
+        Ok(())
     }
 }
 
@@ -111,7 +120,8 @@ impl OrderEventHandler {
             meta: Metadata::caused_by(&event.meta),
             shipment_id,
         };
-        self.outbox.send(tx, &reply).await.map_err(outbox_error)
+        self.outbox.send(tx, &reply).await?;
+        Ok(())
     }
 }
 
@@ -137,8 +147,4 @@ fn handler_error(e: ShippingError) -> HandlerError {
         // A broken row will not get better by retrying.
         e @ ShippingError::CorruptState(..) => HandlerError::Permanent(e.to_string()),
     }
-}
-
-fn outbox_error(e: saga_outbox::OutboxError) -> HandlerError {
-    HandlerError::Transient(format!("outbox: {e}"))
 }
