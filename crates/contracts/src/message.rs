@@ -21,6 +21,8 @@ pub trait Message: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 
     const SCHEMA_JSON: &'static str;
     /// Short record name, e.g. `ReserveStock` (the `message_type` Kafka header).
     const TYPE_NAME: &'static str;
+    /// The enum of the topic this type is published on (what a consumer decodes into).
+    type Topic: TopicMessage + From<Self>;
     /// The parsed schema (parsed once).
     fn schema() -> &'static Schema;
     fn meta(&self) -> &Metadata;
@@ -101,6 +103,7 @@ macro_rules! topic {
                     env!("CARGO_MANIFEST_DIR"), "/../../schemas/", $dir, "/", stringify!($ty), ".avsc"
                 ));
                 const TYPE_NAME: &'static str = stringify!($ty);
+                type Topic = $enum;
                 fn schema() -> &'static apache_avro::Schema {
                     static SCHEMA: std::sync::LazyLock<apache_avro::Schema> =
                         std::sync::LazyLock::new(|| {

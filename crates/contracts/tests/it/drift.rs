@@ -230,7 +230,7 @@ fn expect(ok: bool, path: &str, what: &str, sample: &Json, errors: &mut Vec<Stri
 
 #[test]
 fn every_message_type_matches_its_avsc() {
-    let n = for_each_sample!(check);
+    let n = for_each_sample!(check;);
     let checked = CHECKED.with(|c| c.borrow().clone());
     let all: BTreeSet<&str> = all_message_types().map(|t| t.full_name).collect();
     assert_eq!(

@@ -2,4 +2,5 @@
 
 mod compat;
 mod drift;
+mod registry;
 mod samples;

@@ -60,86 +60,87 @@ pub fn order_placed() -> OrderPlaced {
     }
 }
 
-/// Calls `$f::<T>(sample)` for every message type with its sample.
+/// Calls `$f($args.., sample) $suffix` for every message type with its sample, e.g.
+/// `for_each_sample!(check;)` or `for_each_sample!(round_trip, &codec; .await)`.
 #[macro_export]
 macro_rules! for_each_sample {
-    ($f:ident) => {{
+    ($f:ident $(, $arg:expr)* ; $($suffix:tt)*) => {{
         use saga_contracts::*;
         use $crate::samples::*;
-        $f(order_placed());
-        $f(OrderApproved { meta: meta() });
-        $f(OrderRejected {
+        $f($($arg,)* order_placed()) $($suffix)*;
+        $f($($arg,)* OrderApproved { meta: meta() }) $($suffix)*;
+        $f($($arg,)* OrderRejected {
             meta: meta(),
             reason: "payment declined: INSUFFICIENT_CREDIT".into(),
-        });
-        $f(ApproveOrder { meta: meta() });
-        $f(RejectOrder {
+        }) $($suffix)*;
+        $f($($arg,)* ApproveOrder { meta: meta() }) $($suffix)*;
+        $f($($arg,)* RejectOrder {
             meta: meta(),
             reason: "out of stock".into(),
-        });
-        $f(ReserveStock {
+        }) $($suffix)*;
+        $f($($arg,)* ReserveStock {
             meta: meta(),
             lines: stock_lines(),
-        });
-        $f(ReleaseStock { meta: meta() });
-        $f(StockReserved {
+        }) $($suffix)*;
+        $f($($arg,)* ReleaseStock { meta: meta() }) $($suffix)*;
+        $f($($arg,)* StockReserved {
             meta: meta(),
             reservation_id: ReservationId::new(),
-        });
-        $f(StockUnavailable {
+        }) $($suffix)*;
+        $f($($arg,)* StockUnavailable {
             meta: meta(),
             shortages: vec![Shortage {
                 sku: sku("BOOK-001"),
                 requested: 5,
                 available: 2,
             }],
-        });
-        $f(StockReleased {
+        }) $($suffix)*;
+        $f($($arg,)* StockReleased {
             meta: meta(),
             released: true,
-        });
-        $f(ChargePayment {
+        }) $($suffix)*;
+        $f($($arg,)* ChargePayment {
             meta: meta(),
             customer_id: CustomerId::parse("cust-42").unwrap(),
             amount: money(4248),
-        });
-        $f(RefundPayment { meta: meta() });
-        $f(PaymentCharged {
+        }) $($suffix)*;
+        $f($($arg,)* RefundPayment { meta: meta() }) $($suffix)*;
+        $f($($arg,)* PaymentCharged {
             meta: meta(),
             payment_id: PaymentId::new(),
             amount: money(4248),
-        });
-        $f(PaymentDeclined {
+        }) $($suffix)*;
+        $f($($arg,)* PaymentDeclined {
             meta: meta(),
             reason: DeclineReason::CurrencyMismatch,
             detail: "account holds USD".into(),
-        });
-        $f(PaymentRefunded {
+        }) $($suffix)*;
+        $f($($arg,)* PaymentRefunded {
             meta: meta(),
             amount: money(0),
-        });
-        $f(ScheduleShipment {
+        }) $($suffix)*;
+        $f($($arg,)* ScheduleShipment {
             meta: meta(),
             address: address(),
             lines: stock_lines(),
-        });
-        $f(CancelShipment { meta: meta() });
-        $f(ShipmentScheduled {
+        }) $($suffix)*;
+        $f($($arg,)* CancelShipment { meta: meta() }) $($suffix)*;
+        $f($($arg,)* ShipmentScheduled {
             meta: meta(),
             shipment_id: ShipmentId::new(),
-        });
-        $f(ShipmentRefused {
+        }) $($suffix)*;
+        $f($($arg,)* ShipmentRefused {
             meta: meta(),
             reason: "destination not served".into(),
-        });
-        $f(ShipmentCancelled {
+        }) $($suffix)*;
+        $f($($arg,)* ShipmentCancelled {
             meta: meta(),
             cancelled: false,
-        });
-        $f(ShipmentDispatched {
+        }) $($suffix)*;
+        $f($($arg,)* ShipmentDispatched {
             meta: meta(),
             shipment_id: ShipmentId::new(),
-        });
+        }) $($suffix)*;
         21usize
     }};
 }
