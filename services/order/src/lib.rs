@@ -3,6 +3,7 @@
 //! OrderPlaced/OrderApproved/OrderRejected through the transactional outbox, and applies
 //! ApproveOrder/RejectOrder commands from the orchestrator. See docs/order-service.md.
 
+pub mod commands;
 pub mod domain;
 pub mod http;
 pub mod messages;
@@ -14,6 +15,7 @@ pub mod store;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use saga_consumer::{Consumer, ConsumerConfig, ConsumerError};
 use saga_contracts::Codec;
 use saga_kafka::KafkaConfig;
 use saga_outbox::{Outbox, OutboxError, Relay, RelayConfig};
@@ -49,6 +51,9 @@ pub struct Config {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub relay: RelayConfig,
+    /// `group_id` defaults to `order-service`.
+    #[serde(default)]
+    pub consumer: ConsumerConfig,
     #[serde(default)]
     pub order: OrderSettings,
 }
@@ -65,6 +70,8 @@ pub struct RegistryConfig {
 pub struct OrderSettings {
     pub run_http: bool,
     pub run_projector: bool,
+    /// Consume `order.commands`.
+    pub run_consumer: bool,
     /// Publish the outbox to Kafka (tests may switch it off and call `drain_once`).
     pub run_relay: bool,
     /// How long `GET /orders?customer_id=..` with a consistency token waits for the read
@@ -79,6 +86,7 @@ impl Default for OrderSettings {
         OrderSettings {
             run_http: true,
             run_projector: true,
+            run_consumer: true,
             run_relay: true,
             read_your_writes_timeout_ms: 2_000,
             projector_poll_ms: 500,
@@ -96,6 +104,8 @@ pub enum AppError {
     Registry(#[from] saga_contracts::RegistryError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
 }
 
 pub struct App {
@@ -104,6 +114,7 @@ pub struct App {
     orders: Orders,
     projector: Projector,
     relay: Option<Relay>,
+    consumer: Option<Consumer<commands::OrderCommands>>,
     config: Config,
 }
 
@@ -133,10 +144,25 @@ impl App {
         );
         let orders = Orders::new(
             pool,
-            Publisher::new(Outbox::new(codec)),
+            Publisher::new(Outbox::new(codec.clone())),
             projector.clone(),
             Duration::from_millis(config.order.read_your_writes_timeout_ms),
         );
+        let consumer = if config.order.run_consumer {
+            let mut cfg = config.consumer.clone();
+            if cfg.group_id.trim().is_empty() {
+                cfg.group_id = "order-service".into();
+            }
+            Some(Consumer::new(
+                &config.kafka,
+                cfg,
+                orders.pool().clone(),
+                codec.clone(),
+                commands::OrderCommands(orders.clone()),
+            )?)
+        } else {
+            None
+        };
         let (listener, local_addr) = if config.order.run_http {
             let l = kit_http::bind(&config.http).await?;
             let addr = l.local_addr()?;
@@ -150,6 +176,7 @@ impl App {
             orders,
             projector,
             relay,
+            consumer,
             config,
         })
     }
@@ -192,6 +219,17 @@ impl App {
                 result
             })
         });
+        let consumer = self.consumer.map(|consumer| {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let result = consumer.run(token.clone()).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "order.commands consumer stopped");
+                }
+                token.cancel();
+                result
+            })
+        });
         let served = match self.listener {
             Some(listener) => kit_http::serve(listener, router, shutdown.clone()).await,
             None => {
@@ -203,6 +241,11 @@ impl App {
         shutdown.cancel();
         if let Some(p) = projector {
             let _ = p.await;
+        }
+        if let Some(c) = consumer
+            && let Ok(result) = c.await
+        {
+            result?;
         }
         if let Some(r) = relay
             && let Ok(result) = r.await

@@ -63,9 +63,11 @@ pub async fn start_with(opts: Options) -> TestApp {
         kafka: Default::default(),
         registry: RegistryConfig { url: registry },
         relay: Default::default(),
+        consumer: Default::default(),
         order: OrderSettings {
             run_http: true,
             run_projector: opts.run_projector,
+            run_consumer: false,
             run_relay: false,
             read_your_writes_timeout_ms: opts.read_your_writes_timeout_ms,
             projector_poll_ms: 200,
