@@ -34,9 +34,9 @@ pub use runner::{Handled, SagaConfig, SagaError, SagaRunner};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The service's configuration (`APP_` env with `__` nesting, or a TOML file).
+/// The service's configuration (`APP_` env with `__` nesting, or a TOML file). Unknown
+/// top-level keys are ignored: the stack gives every service the same environment.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,

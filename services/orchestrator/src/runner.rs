@@ -137,7 +137,8 @@ impl SagaRunner {
             tracing::info!(saga_id = %existing, "saga already started for this order");
             return Ok(Handled::AlreadyStarted(existing));
         };
-        let cause = Metadata::caused_by(&placed.meta).with_saga(saga_id);
+        // The commands are caused by OrderPlaced itself (`send` derives their metadata from it).
+        let cause = placed.meta.clone().with_saga(saga_id);
         let commands = self.send(tx, &data, &state, &issues, &cause).await?;
         store::insert_transition(
             tx,

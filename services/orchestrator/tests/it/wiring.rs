@@ -1,0 +1,1 @@
+//! Wiring through the real broker: see below.
