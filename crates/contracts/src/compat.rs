@@ -190,17 +190,15 @@ pub fn check_pair(
     mode: Mode,
 ) -> Vec<(Direction, Option<String>, String)> {
     let mut out = Vec::new();
-    if mode.backward() {
-        if let Some((field, rule)) = can_read(earlier, new, "the new schema", "the earlier version")
-        {
-            out.push((Direction::Backward, field, rule));
-        }
+    if mode.backward()
+        && let Some((field, rule)) = can_read(earlier, new, "the new schema", "the earlier version")
+    {
+        out.push((Direction::Backward, field, rule));
     }
-    if mode.forward() {
-        if let Some((field, rule)) = can_read(new, earlier, "the earlier version", "the new schema")
-        {
-            out.push((Direction::Forward, field, rule));
-        }
+    if mode.forward()
+        && let Some((field, rule)) = can_read(new, earlier, "the earlier version", "the new schema")
+    {
+        out.push((Direction::Forward, field, rule));
     }
     out
 }
