@@ -1,6 +1,9 @@
-//! payment-service integration tests against real Postgres (and, for the wiring test, the
-//! real broker and schema registry).
+//! payment-service integration tests against real Postgres (and, for the handler and wiring
+//! tests, the real broker and schema registry).
 
+mod bus;
+mod handler;
 mod http;
 mod payments;
 mod support;
+mod wiring;

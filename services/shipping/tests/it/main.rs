@@ -1,6 +1,9 @@
-//! shipping-service integration tests against real Postgres (and, for the wiring test, the
-//! real broker and schema registry).
+//! shipping-service integration tests against real Postgres (and, for the handler and wiring
+//! tests, the real broker and schema registry).
 
+mod bus;
+mod handler;
 mod http;
 mod shipments;
 mod support;
+mod wiring;

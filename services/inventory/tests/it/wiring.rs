@@ -1,0 +1,72 @@
+//! The whole service in-process on the real broker and registry: a command on
+//! `inventory.commands` is answered on `inventory.events`.
+
+use inventory_service::{App, Config};
+use saga_contracts::ids::OrderId;
+use saga_contracts::messages::inventory::{InventoryEvent, ReleaseStock, ReserveStock};
+use saga_contracts::{Metadata, StockLine};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::support::sku;
+
+#[tokio::test]
+async fn commands_on_the_topic_are_answered_on_the_events_topic() {
+    let bus = Bus::new().await;
+    let db = saga_testkit::TestStack::get().await.fresh_database().await;
+    let config: Config = bus.config(&db.url, "inventory-it");
+    let app = App::build(config).await.unwrap();
+    let url = format!("http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+
+    let put = reqwest::Client::new()
+        .put(format!("{url}/stock/W-1"))
+        .json(&json!({"available": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+
+    let order = OrderId::new();
+    let reserve = ReserveStock {
+        meta: Metadata::first(order),
+        lines: vec![StockLine {
+            sku: sku("W-1"),
+            quantity: 2,
+        }],
+    };
+    bus.send(&reserve).await;
+    let reply = bus
+        .wait_for(|e: &InventoryEvent| match e {
+            InventoryEvent::StockReserved(r) if r.meta.order_id == order => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(reply.meta.causation_id, Some(reserve.meta.message_id));
+    assert_eq!(reply.meta.correlation_id, reserve.meta.correlation_id);
+
+    let release = ReleaseStock {
+        meta: Metadata::caused_by(&reply.meta),
+    };
+    bus.send(&release).await;
+    let released = bus
+        .wait_for(|e: &InventoryEvent| match e {
+            InventoryEvent::StockReleased(r) if r.meta.order_id == order => Some(r.released),
+            _ => None,
+        })
+        .await;
+    assert!(released);
+
+    let stock: serde_json::Value = reqwest::get(format!("{url}/stock/W-1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stock, json!({"sku": "W-1", "available": 5, "reserved": 0}));
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}
