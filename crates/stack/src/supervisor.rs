@@ -66,6 +66,15 @@ pub struct Stack {
     components: Vec<Box<dyn Component>>,
 }
 
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("cfg", &self.cfg)
+            .field("components", &self.component_names())
+            .finish()
+    }
+}
+
 impl Stack {
     /// The suite's stack: postgres, broker, topics, and the schema registry when its binary
     /// is built.

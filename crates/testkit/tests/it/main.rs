@@ -1,0 +1,5 @@
+//! Integration tests of the local stack against real PostgreSQL and a real tansu broker.
+
+mod kafka;
+mod lifecycle;
+mod postgres_roles;
