@@ -1,9 +1,8 @@
 //! Test plumbing: a fresh database per test and the service started in-process on port 0.
 //!
-//! Postgres: the admin URL from `ORDER_TEST_PG` or `SAGA_PG_URL` (the stack's).
-//! Registry: `SAGA_REGISTRY_URL` when set (the real registry); otherwise a minimal
-//! in-process stand-in of the three Confluent calls the codec makes, because the suite's
-//! registry service is not available to this crate's tests yet.
+//! Postgres (and the registry when the stack runs one) come from `saga-testkit`. Without a
+//! registry in the stack, a minimal in-process stand-in of the Confluent calls the codec
+//! makes is used, so the HTTP API tests still run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,19 +92,11 @@ pub async fn start_with(opts: Options) -> TestApp {
 }
 
 async fn fresh_database() -> String {
-    let admin_url = std::env::var("ORDER_TEST_PG")
-        .or_else(|_| std::env::var("SAGA_PG_URL"))
-        .expect(
-            "ORDER_TEST_PG or SAGA_PG_URL: admin URL of a Postgres to create test databases in",
-        );
-    let admin = PgPool::connect(&admin_url).await.expect("admin connect");
-    let name = format!("order_t_{}", uuid::Uuid::now_v7().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
+    saga_testkit::TestStack::get()
         .await
-        .unwrap();
-    admin.close().await;
-    format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0)
+        .fresh_database()
+        .await
+        .url
 }
 
 #[derive(Default)]
@@ -116,8 +107,8 @@ struct Registry {
 }
 
 async fn registry_url() -> String {
-    if let Ok(url) = std::env::var("SAGA_REGISTRY_URL") {
-        return url;
+    if let Some(url) = saga_testkit::TestStack::get().await.registry_url() {
+        return url.to_owned();
     }
     let state = Arc::new(Mutex::new(Registry::default()));
     let ct = [("content-type", "application/vnd.schemaregistry.v1+json")];
