@@ -23,6 +23,7 @@ use schema_registry_converter::schema_registry_common::{
     RawError, SchemaType, SubjectNameStrategy, SuppliedSchema,
 };
 
+use crate::compat::{CompatConfig, Mode};
 use crate::error::{DecodeError, EncodeError, RegistryError};
 use crate::message::{Message, MessageType, TopicMessage, subject};
 
@@ -36,7 +37,15 @@ struct Inner {
     url: String,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
+    /// For the one call the converter does not make: setting a subject's compatibility mode.
+    http: reqwest::Client,
 }
+
+/// The modes the gate enforces, compiled in so registration applies the same ones.
+static MODES: std::sync::LazyLock<CompatConfig> = std::sync::LazyLock::new(|| {
+    // A test parses this file, so the fallback is never used by a tested build.
+    CompatConfig::parse(include_str!("../../../schemas/compatibility.toml")).unwrap_or_default()
+});
 
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,11 +67,17 @@ impl Codec {
             .no_proxy()
             .build()
             .unwrap_or_else(|_| SrSettings::new(url.clone()));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
         Codec {
             inner: Arc::new(Inner {
                 encoder: AvroEncoder::new(settings.clone()),
                 decoder: AvroDecoder::new(settings),
                 url,
+                http,
             }),
         }
     }
@@ -121,12 +136,16 @@ impl Codec {
             .await
     }
 
-    /// Register the schemas of the given message types, e.g. `InventoryEvent::TYPES`.
+    /// Register the schemas of the given message types, e.g. `InventoryEvent::TYPES`. Each
+    /// subject first gets the compatibility mode `schemas/compatibility.toml` gives it, so the
+    /// registry enforces what the compatibility gate checks.
     pub async fn register<'a>(
         &self,
         types: impl IntoIterator<Item = &'a MessageType>,
     ) -> Result<(), RegistryError> {
         for t in types {
+            let mode = MODES.mode_for(t.full_name, Some(t.topic));
+            self.set_mode(&t.subject(), mode).await?;
             let strategy = strategy(t.topic, t.full_name, t.schema_json);
             self.schema_id(t.topic, t.full_name, &strategy).await?;
         }
@@ -137,6 +156,49 @@ impl Codec {
     pub async fn schema_id_of<M: Message>(&self) -> Result<u32, RegistryError> {
         let strategy = strategy(M::TOPIC, M::FULL_NAME, M::SCHEMA_JSON);
         self.schema_id(M::TOPIC, M::FULL_NAME, &strategy).await
+    }
+
+    /// `PUT /config/{subject}`.
+    async fn set_mode(&self, subject: &str, mode: Mode) -> Result<(), RegistryError> {
+        let url = format!("{}/config/{}", self.inner.url, subject.replace('/', "%2F"));
+        let response = self
+            .inner
+            .http
+            .put(url)
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(format!(r#"{{"compatibility":"{mode}"}}"#))
+            .send()
+            .await
+            .map_err(|e| RegistryError::Unavailable {
+                subject: subject.to_owned(),
+                message: e.to_string(),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        let parsed: Option<serde_json::Value> = serde_json::from_str(&body).ok();
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v["message"].as_str())
+            .unwrap_or(&body)
+            .to_owned();
+        if status.is_server_error() {
+            return Err(RegistryError::Unavailable {
+                subject: subject.to_owned(),
+                message: format!("setting compatibility {mode}: {status}: {message}"),
+            });
+        }
+        Err(RegistryError::Refused {
+            subject: subject.to_owned(),
+            error_code: parsed
+                .as_ref()
+                .and_then(|v| v["error_code"].as_u64())
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(u32::from(status.as_u16())),
+            message: format!("setting compatibility {mode}: {message}"),
+        })
     }
 
     async fn schema_id(

@@ -115,6 +115,50 @@ async fn every_message_type_round_trips_through_the_registry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_sets_each_subjects_mode_from_compatibility_toml() {
+    let registry = Registry::start();
+    let codec = Codec::new(&registry.url);
+    codec.register_all().await.unwrap();
+    // Twice is harmless (every service does it at start).
+    codec.register_all().await.unwrap();
+    let http = reqwest::Client::new();
+    for t in all_message_types() {
+        let config: serde_json::Value = http
+            .get(format!("{}/config/{}", registry.url, t.subject()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            config["compatibilityLevel"],
+            "FULL_TRANSITIVE",
+            "{}",
+            t.subject()
+        );
+    }
+    // The registry now refuses what BACKWARD alone would allow: dropping a required field
+    // (old readers could no longer read new data).
+    let subject = "order.events-com.example.saga.order.OrderRejected";
+    let mut v2: serde_json::Value = serde_json::from_str(OrderRejected::SCHEMA_JSON).unwrap();
+    v2["fields"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["name"] != "reason");
+    let refused = post_schema(
+        &SrSettings::new(registry.url.clone()),
+        subject.to_owned(),
+        SuppliedSchema::new(None, SchemaType::Avro, v2.to_string()),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "FULL_TRANSITIVE subject accepted a forward-incompatible schema"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_ids_are_cached_so_a_registry_outage_does_not_stop_known_types() {
     let mut registry = Registry::start();
     let codec = Codec::new(&registry.url);
