@@ -1,19 +1,28 @@
 //! Compatibility levels and the reader/writer check behind them.
 //!
-//! The check is apache-avro's `SchemaCompatibility::can_read`, with one correction where it
-//! diverges from Java Avro (which Confluent uses): apache-avro answers `Partial` when a reader
-//! can read only *some* of what the writer writes (an enum reader missing some of the
-//! writer's symbols and without a default, a union reader missing some of the writer's
-//! branches). Java reports those as incompatible (`MISSING_ENUM_SYMBOLS`,
-//! `MISSING_UNION_BRANCH`), so `Partial` counts as incompatible here. The other rules that
-//! were checked agree with Java: reader field aliases (renames), reader defaults for missing
-//! fields, enum defaults, int->long->float->double and string<->bytes promotions.
+//! The check is apache-avro's `SchemaCompatibility::can_read`, with two corrections where it
+//! diverges from Java Avro (which Confluent uses):
+//!
+//! - apache-avro answers `Partial` when a reader can read only *some* of what the writer
+//!   writes (an enum reader missing some of the writer's symbols and without a default, a
+//!   union reader missing some of the writer's branches). Java reports those as incompatible
+//!   (`MISSING_ENUM_SYMBOLS`, `MISSING_UNION_BRANCH`), so `Partial` counts as incompatible.
+//! - apache-avro requires named types (records, enums, fixed) to have the same unqualified
+//!   name and ignores the reader type's `aliases`; Java also accepts a writer type whose full
+//!   name is one of the reader type's aliases (a renamed record). Here the writer's types are
+//!   renamed through the reader's aliases before the check, as Java's resolver does
+//!   (`Schema.applyAliases`).
+//!
+//! The other rules checked agree with Java: reader field aliases (renamed fields), reader
+//! defaults for missing fields, enum defaults, int->long->float->double and string<->bytes.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use apache_avro::Schema;
 use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
+use serde_json::Value;
 
 /// Confluent's default is BACKWARD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,6 +106,13 @@ impl FromStr for Level {
 
 /// Can `reader` read everything written with `writer`? `Err` carries why not.
 pub fn can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
+    match with_reader_aliases(writer, reader) {
+        Some(renamed) => avro_can_read(&renamed, reader),
+        None => avro_can_read(writer, reader),
+    }
+}
+
+fn avro_can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
     match SchemaCompatibility::can_read(writer, reader) {
         Ok(Compatibility::Full) => Ok(()),
         Ok(Compatibility::Partial) => Err(
@@ -140,4 +156,95 @@ pub fn check_each(level: Level, new: &Schema, against: &[Schema]) -> Vec<String>
         }
     }
     messages
+}
+
+/// `writer` with every named type whose full name is an alias of a reader type renamed to
+/// that reader type; `None` when the reader declares no type aliases (or nothing matched).
+fn with_reader_aliases(writer: &Schema, reader: &Schema) -> Option<Schema> {
+    let reader_json = canonical_json(reader)?;
+    let mut renames = HashMap::new();
+    collect_type_aliases(&reader_json, &mut renames);
+    if renames.is_empty() {
+        return None;
+    }
+    let mut writer_json = canonical_json(writer)?;
+    if !rename_types(&mut writer_json, &renames) {
+        return None;
+    }
+    Schema::parse_str(&writer_json.to_string()).ok()
+}
+
+/// The schema in this registry's canonical JSON, where every name is a full name.
+fn canonical_json(schema: &Schema) -> Option<Value> {
+    let text = serde_json::to_string(schema).ok()?;
+    let canonical = crate::canonical::canonical_form(&text).ok()?;
+    serde_json::from_str(&canonical).ok()
+}
+
+fn is_named_definition(obj: &serde_json::Map<String, Value>) -> bool {
+    matches!(
+        obj.get("type").and_then(Value::as_str),
+        Some("record" | "error" | "enum" | "fixed")
+    ) && obj.get("name").is_some_and(Value::is_string)
+}
+
+fn collect_type_aliases(value: &Value, renames: &mut HashMap<String, String>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| collect_type_aliases(v, renames)),
+        Value::Object(obj) => {
+            if is_named_definition(obj)
+                && let (Some(name), Some(aliases)) = (
+                    obj.get("name").and_then(Value::as_str),
+                    obj.get("aliases").and_then(Value::as_array),
+                )
+            {
+                for alias in aliases.iter().filter_map(Value::as_str) {
+                    renames.insert(alias.to_owned(), name.to_owned());
+                }
+            }
+            obj.values().for_each(|v| collect_type_aliases(v, renames));
+        }
+        _ => {}
+    }
+}
+
+/// Renames named-type definitions and references in place; true when anything changed.
+fn rename_types(value: &mut Value, renames: &HashMap<String, String>) -> bool {
+    match value {
+        Value::String(s) => match renames.get(s.as_str()) {
+            Some(new) => {
+                *s = new.clone();
+                true
+            }
+            None => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| rename_types(v, renames) | changed),
+        Value::Object(obj) => {
+            let mut changed = false;
+            if is_named_definition(obj)
+                && let Some(Value::String(name)) = obj.get_mut("name")
+                && let Some(new) = renames.get(name.as_str())
+            {
+                *name = new.clone();
+                changed = true;
+            }
+            // Type positions only: field names and enum symbols are not type names.
+            for key in ["type", "items", "values"] {
+                if let Some(v) = obj.get_mut(key) {
+                    changed |= rename_types(v, renames);
+                }
+            }
+            if let Some(Value::Array(fields)) = obj.get_mut("fields") {
+                for field in fields {
+                    if let Some(t) = field.get_mut("type") {
+                        changed |= rename_types(t, renames);
+                    }
+                }
+            }
+            changed
+        }
+        _ => false,
+    }
 }

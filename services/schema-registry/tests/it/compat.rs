@@ -270,3 +270,43 @@ async fn transitive_levels_check_every_previous_version() {
         }
     }
 }
+
+/// Renaming a record: Java Avro (and so Confluent) accepts it when the new record lists the
+/// old full name in `aliases`; apache-avro alone would not (corrected in `compat.rs`).
+#[tokio::test]
+async fn record_rename_with_type_alias() {
+    let reg = start().await;
+    let fields = json!([{ "name": "id", "type": "string" }]);
+    let old = record("Old", fields.clone());
+    let renamed = json!({
+        "type": "record", "name": "New", "namespace": "com.example.test",
+        "aliases": ["com.example.test.Old"], "fields": fields
+    })
+    .to_string();
+    let renamed_without_alias = record("New", fields.clone());
+    // The alias also applies to a nested record.
+    let outer = |inner: Value| record("Outer", json!([{ "name": "inner", "type": inner }]));
+
+    for (level, new, want) in [
+        ("BACKWARD", renamed.clone(), 200),
+        ("BACKWARD", renamed_without_alias.clone(), 409),
+        // The old reader has no alias for the new name.
+        ("FORWARD", renamed.clone(), 409),
+        ("FULL", renamed.clone(), 409),
+        ("NONE", renamed_without_alias, 200),
+    ] {
+        let subject = unique_subject("rename");
+        reg.set_level(&subject, level).await;
+        reg.register_ok(&subject, &old).await;
+        let (status, body) = reg.register(&subject, &new).await;
+        assert_eq!(status, want, "{level}: {body}");
+    }
+
+    let subject = unique_subject("rename-nested");
+    reg.register_ok(&subject, &outer(serde_json::from_str(&old).unwrap()))
+        .await;
+    let (status, body) = reg
+        .register(&subject, &outer(serde_json::from_str(&renamed).unwrap()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
