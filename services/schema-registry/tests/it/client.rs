@@ -126,3 +126,35 @@ async fn register_encode_decode_and_cache() {
             .is_err()
     );
 }
+
+/// The registry the stack runs (the `schema-registry` binary as a process, on `registry_db`
+/// as `registry_svc`, what `cargo xtask up` starts) serves the client too. Cargo builds the
+/// package's binary before this test, so the private test stack always includes it.
+#[tokio::test]
+async fn stack_registry_process_serves_the_client() {
+    let stack = saga_testkit::TestStack::get().await;
+    let url = stack
+        .registry_url()
+        .expect("the test stack runs the schema registry")
+        .to_owned();
+    let settings = SrSettings::new(url.clone());
+    let topic = format!("stack-{}", uuid::Uuid::new_v4().simple());
+    let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(topic, supplied());
+    let bytes = AvroEncoder::new(settings.clone())
+        .encode(
+            vec![
+                ("beat", Value::Long(1)),
+                ("note", Value::Union(0, Box::new(Value::Null))),
+            ],
+            strategy,
+        )
+        .await
+        .expect("encodes through the stack's registry");
+    let decoded = AvroDecoder::new(settings)
+        .decode(Some(&bytes))
+        .await
+        .unwrap();
+    assert!(matches!(decoded.value, Value::Record(_)));
+    let health = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
