@@ -34,6 +34,7 @@ impl InventoryHandler {
             .map_err(handler_error)?
         {
             ReserveOutcome::Reserved(reservation_id) => {
+                outcome("reserve", "reserved");
                 let reply = StockReserved {
                     meta,
                     reservation_id,
@@ -41,12 +42,14 @@ impl InventoryHandler {
                 self.outbox.send(tx, &reply).await
             }
             ReserveOutcome::Unavailable(shortages) => {
+                outcome("reserve", "unavailable");
                 self.outbox
                     .send(tx, &StockUnavailable { meta, shortages })
                     .await
             }
             // Refused without shortages: nothing is short, the order was already compensated.
             ReserveOutcome::AlreadyReleased => {
+                outcome("reserve", "refused_after_release");
                 let reply = StockUnavailable {
                     meta,
                     shortages: Vec::new(),
@@ -66,6 +69,7 @@ impl InventoryHandler {
         let released = stock::release(tx, cmd.meta.order_id)
             .await
             .map_err(handler_error)?;
+        outcome("release", if released { "released" } else { "nothing" });
         let reply = StockReleased {
             meta: Metadata::caused_by(&cmd.meta),
             released,
@@ -98,4 +102,11 @@ fn handler_error(e: InventoryError) -> HandlerError {
             HandlerError::Permanent(e.to_string())
         }
     }
+}
+
+/// Counts business outcomes (`inventory_commands_total{command, outcome}`); the consumer runtime
+/// already counts messages, retries and dead letters.
+fn outcome(command: &'static str, outcome: &'static str) {
+    metrics::counter!("inventory_commands_total", "command" => command, "outcome" => outcome)
+        .increment(1);
 }

@@ -52,15 +52,15 @@ fn default_consumer() -> ConsumerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("database: {0}")]
+    #[error("database")]
     Db(#[from] saga_service_kit::DbError),
-    #[error("schema registry: {0}")]
+    #[error("schema registry")]
     Registry(#[from] saga_contracts::RegistryError),
-    #[error("http listener: {0}")]
+    #[error("http listener")]
     Http(#[from] std::io::Error),
-    #[error("consumer: {0}")]
+    #[error("kafka consumer")]
     Consumer(#[from] saga_consumer::ConsumerError),
-    #[error("outbox relay: {0}")]
+    #[error("outbox relay")]
     Relay(#[from] saga_outbox::OutboxError),
     #[error(transparent)]
     Tasks(#[from] TaskError),

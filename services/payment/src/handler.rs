@@ -35,6 +35,7 @@ impl PaymentHandler {
             .map_err(handler_error)?
         {
             ChargeOutcome::Charged { payment_id, amount } => {
+                outcome("charge", "charged");
                 let reply = PaymentCharged {
                     meta,
                     payment_id,
@@ -43,6 +44,7 @@ impl PaymentHandler {
                 self.outbox.send(tx, &reply).await
             }
             ChargeOutcome::Declined { reason, detail } => {
+                outcome("charge", reason.as_str());
                 let reply = PaymentDeclined {
                     meta,
                     reason: decline_reason(reason),
@@ -63,6 +65,14 @@ impl PaymentHandler {
         let amount = payments::refund(tx, cmd.meta.order_id)
             .await
             .map_err(handler_error)?;
+        outcome(
+            "refund",
+            if amount.amount_minor > 0 {
+                "refunded"
+            } else {
+                "nothing"
+            },
+        );
         let reply = PaymentRefunded {
             meta: Metadata::caused_by(&cmd.meta),
             amount,
@@ -102,4 +112,11 @@ fn handler_error(e: PaymentError) -> HandlerError {
         // A broken row will not get better by retrying; the admin-only errors cannot occur here.
         e => HandlerError::Permanent(e.to_string()),
     }
+}
+
+/// Counts business outcomes (`payment_commands_total{command, outcome}`); the consumer runtime
+/// already counts messages, retries and dead letters.
+fn outcome(command: &'static str, outcome: &'static str) {
+    metrics::counter!("payment_commands_total", "command" => command, "outcome" => outcome)
+        .increment(1);
 }

@@ -48,10 +48,12 @@ impl CommandHandler {
         .map_err(handler_error)?
         {
             ScheduleOutcome::Scheduled(shipment_id) => {
+                outcome("schedule", "scheduled");
                 let reply = ShipmentScheduled { meta, shipment_id };
                 self.outbox.send(tx, &reply).await
             }
             ScheduleOutcome::Refused(reason) => {
+                outcome("schedule", "refused");
                 self.outbox
                     .send(tx, &ShipmentRefused { meta, reason })
                     .await
@@ -69,6 +71,7 @@ impl CommandHandler {
         let cancelled = shipments::cancel(tx, cmd.meta.order_id)
             .await
             .map_err(handler_error)?;
+        outcome("cancel", if cancelled { "cancelled" } else { "nothing" });
         let reply = ShipmentCancelled {
             meta: Metadata::caused_by(&cmd.meta),
             cancelled,
@@ -116,6 +119,7 @@ impl OrderEventHandler {
         else {
             return Ok(());
         };
+        outcome("dispatch", "dispatched");
         let reply = ShipmentDispatched {
             meta: Metadata::caused_by(&event.meta),
             shipment_id,
@@ -147,4 +151,11 @@ fn handler_error(e: ShippingError) -> HandlerError {
         // A broken row will not get better by retrying.
         e @ ShippingError::CorruptState(..) => HandlerError::Permanent(e.to_string()),
     }
+}
+
+/// Counts business outcomes (`shipping_commands_total{command, outcome}`); the consumer runtime
+/// already counts messages, retries and dead letters.
+fn outcome(command: &'static str, outcome: &'static str) {
+    metrics::counter!("shipping_commands_total", "command" => command, "outcome" => outcome)
+        .increment(1);
 }

@@ -43,9 +43,11 @@ pub struct Config {
     /// The consumer of `shipping.commands`.
     #[serde(default = "default_consumer")]
     pub consumer: ConsumerConfig,
-    /// The consumer of `order.events` (its own group: it follows another service's topic).
-    #[serde(default = "default_order_events_consumer")]
-    pub order_events_consumer: ConsumerConfig,
+    /// The consumer of `order.events`. Unset: the `consumer` settings with the group id
+    /// `<consumer.group_id>.order-events` (its own group: it follows another service's topic,
+    /// and an inbox namespace of its own).
+    #[serde(default)]
+    pub order_events_consumer: Option<ConsumerConfig>,
     #[serde(default)]
     pub relay: RelayConfig,
     /// Which parts run (tests switch the relay off and drain the outbox themselves).
@@ -74,21 +76,29 @@ fn default_consumer() -> ConsumerConfig {
     ConsumerConfig::new(SERVICE_NAME)
 }
 
-fn default_order_events_consumer() -> ConsumerConfig {
-    ConsumerConfig::new("shipping-service.order-events")
+impl Config {
+    /// The effective settings of the `order.events` consumer.
+    pub fn order_events_consumer(&self) -> ConsumerConfig {
+        self.order_events_consumer
+            .clone()
+            .unwrap_or_else(|| ConsumerConfig {
+                group_id: format!("{}.order-events", self.consumer.group_id),
+                ..self.consumer.clone()
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("database: {0}")]
+    #[error("database")]
     Db(#[from] saga_service_kit::DbError),
-    #[error("schema registry: {0}")]
+    #[error("schema registry")]
     Registry(#[from] saga_contracts::RegistryError),
-    #[error("http listener: {0}")]
+    #[error("http listener")]
     Http(#[from] std::io::Error),
-    #[error("consumer: {0}")]
+    #[error("kafka consumer")]
     Consumer(#[from] saga_consumer::ConsumerError),
-    #[error("outbox relay: {0}")]
+    #[error("outbox relay")]
     Relay(#[from] saga_outbox::OutboxError),
     #[error(
         "invalid configuration: `shipping.served_countries`: {0:?} is not an ISO 3166-1 alpha-2 code"
@@ -135,7 +145,7 @@ impl App {
             )?;
             let order_events = Consumer::new(
                 &config.kafka,
-                config.order_events_consumer.clone(),
+                config.order_events_consumer(),
                 pool.clone(),
                 codec.clone(),
                 OrderEventHandler::new(outbox),
