@@ -45,8 +45,15 @@ pub(crate) async fn run(extra: &[String]) -> anyhow::Result<ExitCode> {
     );
 
     let mut cmd = tokio::process::Command::new(&cargo);
-    cmd.args(["test", "--workspace"])
-        .args(extra)
+    cmd.arg("test");
+    // `cargo xtask test -p NAME` narrows the run; otherwise the whole workspace.
+    if !extra
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || a == "--workspace")
+    {
+        cmd.arg("--workspace");
+    }
+    cmd.args(extra)
         .envs(stack.env().vars())
         .env("SAGA_STACK_DIR", dir.path())
         .stdin(Stdio::null());
