@@ -12,6 +12,9 @@
 //!   name is one of the reader type's aliases (a renamed record). Here the writer's types are
 //!   renamed through the reader's aliases before the check, as Java's resolver does
 //!   (`Schema.applyAliases`).
+//! - apache-avro compares logical types (decimal precision and scale must match); Java's
+//!   check looks at the underlying types only, so logical types are stripped before the
+//!   check.
 //!
 //! The other rules checked agree with Java: reader field aliases (renamed fields), reader
 //! defaults for missing fields, enum defaults, int->long->float->double and string<->bytes.
@@ -106,9 +109,57 @@ impl FromStr for Level {
 
 /// Can `reader` read everything written with `writer`? `Err` carries why not.
 pub fn can_read(writer: &Schema, reader: &Schema) -> Result<(), String> {
-    match with_reader_aliases(writer, reader) {
-        Some(renamed) => avro_can_read(&renamed, reader),
+    match java_view(writer, reader) {
+        Some((writer, reader)) => avro_can_read(&writer, &reader),
         None => avro_can_read(writer, reader),
+    }
+}
+
+/// The pair as Java's check sees it: writer types renamed through the reader's type aliases,
+/// logical types reduced to their underlying types (Java's check ignores them, so e.g. a
+/// decimal precision change passes). `None` if a rewritten schema does not parse, in which
+/// case the originals are checked as they are.
+fn java_view(writer: &Schema, reader: &Schema) -> Option<(Schema, Schema)> {
+    let reader_json = canonical_json(reader)?;
+    let mut writer_json = canonical_json(writer)?;
+    let mut renames = HashMap::new();
+    collect_type_aliases(&reader_json, &mut renames);
+    if !renames.is_empty() {
+        rename_types(&mut writer_json, &renames);
+    }
+    let writer = Schema::parse_str(&strip_logical_types(writer_json).to_string()).ok()?;
+    let reader = Schema::parse_str(&strip_logical_types(reader_json).to_string()).ok()?;
+    Some((writer, reader))
+}
+
+fn strip_logical_types(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(strip_logical_types).collect()),
+        Value::Object(mut obj) => {
+            if obj.remove("logicalType").is_some() {
+                obj.remove("precision");
+                obj.remove("scale");
+                if obj.len() == 1
+                    && let Some(Value::String(ty)) = obj.get("type")
+                {
+                    return Value::String(ty.clone());
+                }
+            }
+            Value::Object(
+                obj.into_iter()
+                    // Defaults are data, not schemas: leave them alone.
+                    .map(|(k, v)| {
+                        let v = if k == "default" {
+                            v
+                        } else {
+                            strip_logical_types(v)
+                        };
+                        (k, v)
+                    })
+                    .collect(),
+            )
+        }
+        other => other,
     }
 }
 
@@ -156,22 +207,6 @@ pub fn check_each(level: Level, new: &Schema, against: &[Schema]) -> Vec<String>
         }
     }
     messages
-}
-
-/// `writer` with every named type whose full name is an alias of a reader type renamed to
-/// that reader type; `None` when the reader declares no type aliases (or nothing matched).
-fn with_reader_aliases(writer: &Schema, reader: &Schema) -> Option<Schema> {
-    let reader_json = canonical_json(reader)?;
-    let mut renames = HashMap::new();
-    collect_type_aliases(&reader_json, &mut renames);
-    if renames.is_empty() {
-        return None;
-    }
-    let mut writer_json = canonical_json(writer)?;
-    if !rename_types(&mut writer_json, &renames) {
-        return None;
-    }
-    Schema::parse_str(&writer_json.to_string()).ok()
 }
 
 /// The schema in this registry's canonical JSON, where every name is a full name.

@@ -137,6 +137,24 @@ fn cases() -> Vec<Case> {
             forward: false,
         },
         Case {
+            name: "decimal precision widened (Java ignores logical types)",
+            old: f(
+                json!({ "type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2 }),
+            ),
+            new: f(
+                json!({ "type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2 }),
+            ),
+            backward: true,
+            forward: true,
+        },
+        Case {
+            name: "timestamp-millis -> plain long",
+            old: f(json!({ "type": "long", "logicalType": "timestamp-millis" })),
+            new: f(json!("long")),
+            backward: true,
+            forward: true,
+        },
+        Case {
             name: "enum symbol added",
             old: enum_field(&["NEW", "PAID"], None),
             new: enum_field(&["NEW", "PAID", "SHIPPED"], None),
