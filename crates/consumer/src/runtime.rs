@@ -525,8 +525,9 @@ impl<H: Handler> Shared<H> {
     }
 
     fn store_offset(&self, consumer: &KafkaConsumer, raw: &Raw) {
-        // The committed offset is the next one to read.
-        if let Err(error) = consumer.store_offset(&raw.topic, raw.partition, raw.offset + 1) {
+        // librdkafka's rd_kafka_offset_store stores `offset + 1` (the next one to read), so
+        // this passes the offset of the message itself.
+        if let Err(error) = consumer.store_offset(&raw.topic, raw.partition, raw.offset) {
             // The partition was revoked meanwhile: its next owner redelivers, the inbox skips.
             tracing::debug!(%error, partition = raw.partition, "offset not stored");
         }

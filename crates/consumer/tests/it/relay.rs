@@ -1,0 +1,194 @@
+//! The outbox relay: crash safety, ordering with two relays, redelivery, polling fallback.
+
+use std::time::Duration;
+
+use saga_outbox::RelayConfig;
+use saga_testkit::wait_until;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn relay_killed_mid_batch_after_commit_still_publishes_every_row_once_in_effect() {
+    let env = env().await;
+    let orders = enqueue(&env, 20, 100).await; // committed, nothing published yet
+    let consumer_token = CancellationToken::new();
+    let consumer = spawn_consumer(
+        &env,
+        env.db.pool.clone(),
+        consumer_config("crash"),
+        RecordingHandler::default(),
+        consumer_token.clone(),
+    );
+
+    // A relay with small batches, killed (task aborted: its transaction rolls back, so rows
+    // it already published stay unmarked) once the consumer has seen part of the stream.
+    let small = RelayConfig {
+        batch_size: 50,
+        ..RelayConfig::default()
+    };
+    let first = tokio::spawn(relay(&env, small.clone()).run(CancellationToken::new()));
+    wait_until(DEADLINE, || async {
+        count_effects(&env.db.pool).await >= 300
+    })
+    .await
+    .expect("first relay published something");
+    first.abort();
+    let _ = first.await;
+
+    // And a crash after Kafka acknowledged rows but before they were marked: unmark some.
+    sqlx::query(
+        "UPDATE outbox SET delivered_at = NULL WHERE id IN
+           (SELECT id FROM outbox WHERE delivered_at IS NOT NULL ORDER BY id LIMIT 100)",
+    )
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+
+    // A new relay publishes what is left (and the unmarked rows again).
+    let second = relay(&env, small);
+    second.drain_once().await.unwrap();
+    assert_eq!(second.stats().await.unwrap().pending, 0);
+
+    wait_for_effects(&env.db.pool, 2000).await;
+    assert_each_once_in_order(&env.db.pool, &orders, 100).await;
+    consumer_token.cancel();
+    consumer.await.unwrap();
+}
+
+#[tokio::test]
+async fn ten_thousand_messages_over_fifty_keys_with_two_relays_keep_per_key_order() {
+    let env = env().await;
+    let token = CancellationToken::new();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(
+                relay(
+                    &env,
+                    RelayConfig {
+                        batch_size: 200,
+                        poll_interval_ms: 50,
+                        ..RelayConfig::default()
+                    },
+                )
+                .run(token.clone()),
+            )
+        })
+        .collect();
+    let consumer = spawn_consumer(
+        &env,
+        env.db.pool.clone(),
+        consumer_config("two-relays"),
+        RecordingHandler::default(),
+        token.clone(),
+    );
+    // Enqueued while both relays run, so they compete for every batch.
+    let orders = enqueue(&env, 50, 200).await;
+    wait_for_effects(&env.db.pool, 10_000).await;
+    assert_each_once_in_order(&env.db.pool, &orders, 200).await;
+    token.cancel();
+    for r in relays {
+        r.await.unwrap().unwrap();
+    }
+    consumer.await.unwrap();
+}
+
+#[tokio::test]
+async fn every_message_delivered_twice_is_applied_once() {
+    let env = env().await;
+    let orders = enqueue(&env, 10, 50).await;
+    let relay = relay(&env, RelayConfig::default());
+    assert_eq!(relay.drain_once().await.unwrap(), 500);
+    // Forced redelivery: the whole outbox goes out a second time.
+    sqlx::query("UPDATE outbox SET delivered_at = NULL")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(relay.drain_once().await.unwrap(), 500);
+
+    let token = CancellationToken::new();
+    let group = "twice";
+    let consumer = spawn_consumer(
+        &env,
+        env.db.pool.clone(),
+        consumer_config(group),
+        RecordingHandler::default(),
+        token.clone(),
+    );
+    // Wait until the group has consumed all 1,000 records (lag 0), not just 500 effects.
+    let topic = env.kafka.topic(saga_contracts::topics::INVENTORY_COMMANDS);
+    let drained = wait_until(DEADLINE, || async {
+        let lags = saga_consumer::lag::group_lag(&env.kafka, group, &topic)
+            .await
+            .unwrap();
+        lags.iter().map(|l| l.high_watermark).sum::<i64>() == 1000
+            && lags.iter().all(|l| l.lag == 0)
+    })
+    .await;
+    assert!(drained.is_ok(), "consumer did not catch up");
+    assert_eq!(count_effects(&env.db.pool).await, 500);
+    assert_each_once_in_order(&env.db.pool, &orders, 50).await;
+    let duplicates: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(duplicates, 500, "one inbox row per distinct message");
+    token.cancel();
+    consumer.await.unwrap();
+}
+
+#[tokio::test]
+async fn lost_notifications_are_covered_by_polling() {
+    let env = env().await;
+    // No notification will ever arrive.
+    sqlx::query("ALTER TABLE outbox DISABLE TRIGGER outbox_notify")
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let relay_task = tokio::spawn(
+        relay(
+            &env,
+            RelayConfig {
+                poll_interval_ms: 100,
+                ..RelayConfig::default()
+            },
+        )
+        .run(token.clone()),
+    );
+    let consumer = spawn_consumer(
+        &env,
+        env.db.pool.clone(),
+        consumer_config("polling"),
+        RecordingHandler::default(),
+        token.clone(),
+    );
+    let orders = enqueue(&env, 3, 10).await;
+    wait_for_effects(&env.db.pool, 30).await;
+    assert_each_once_in_order(&env.db.pool, &orders, 10).await;
+    token.cancel();
+    relay_task.await.unwrap().unwrap();
+    consumer.await.unwrap();
+}
+
+#[tokio::test]
+async fn stats_report_pending_rows_and_purge_keeps_undelivered_ones() {
+    let env = env().await;
+    enqueue(&env, 2, 5).await;
+    let relay = relay(&env, RelayConfig::default());
+    let before = relay.stats().await.unwrap();
+    assert_eq!(before.pending, 10);
+    assert!(before.oldest_pending_age > Duration::ZERO);
+
+    relay.drain_once().await.unwrap();
+    let after = relay.stats().await.unwrap();
+    assert_eq!(after.pending, 0);
+    assert_eq!(after.oldest_pending_age, Duration::ZERO);
+
+    enqueue(&env, 1, 3).await; // pending again
+    let purged = saga_outbox::relay::purge_delivered(&env.db.pool, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(purged, 10, "delivered rows purged");
+    assert_eq!(relay.stats().await.unwrap().pending, 3, "pending rows kept");
+}
