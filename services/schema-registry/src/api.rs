@@ -7,7 +7,8 @@ use apache_avro::Schema;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -128,6 +129,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
+/// `Path<T>` whose rejection (e.g. invalid UTF-8 after percent-decoding) is a Confluent error.
+pub struct RPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for RPath<T> {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| RPath(v))
+            .map_err(|e| RegistryError::BadRequest(e.body_text()))
+    }
+}
+
+/// `Query<T>` whose rejection is a Confluent error.
+pub struct RQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for RQuery<T> {
+    type Rejection = RegistryError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| RQuery(v))
+            .map_err(|e| RegistryError::BadRequest(e.body_text()))
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaRequest {
@@ -193,16 +222,19 @@ fn parse_id(raw: &str) -> Result<i32> {
         .ok_or(RegistryError::SchemaNotFound)
 }
 
-async fn schema_by_id(State(store): State<Store>, Path(id): Path<String>) -> Result<Response> {
+async fn schema_by_id(State(store): State<Store>, RPath(id): RPath<String>) -> Result<Response> {
     let schema = store.schema_by_id(parse_id(&id)?).await?;
     Ok(ok(json!({ "schema": schema })))
 }
 
-async fn raw_schema_by_id(State(store): State<Store>, Path(id): Path<String>) -> Result<Response> {
+async fn raw_schema_by_id(
+    State(store): State<Store>,
+    RPath(id): RPath<String>,
+) -> Result<Response> {
     Ok(raw(store.schema_by_id(parse_id(&id)?).await?))
 }
 
-async fn subjects_by_id(State(store): State<Store>, Path(id): Path<String>) -> Result<Response> {
+async fn subjects_by_id(State(store): State<Store>, RPath(id): RPath<String>) -> Result<Response> {
     let mut subjects: Vec<String> = store
         .usages(parse_id(&id)?)
         .await?
@@ -213,7 +245,7 @@ async fn subjects_by_id(State(store): State<Store>, Path(id): Path<String>) -> R
     Ok(ok(json!(subjects)))
 }
 
-async fn versions_by_id(State(store): State<Store>, Path(id): Path<String>) -> Result<Response> {
+async fn versions_by_id(State(store): State<Store>, RPath(id): RPath<String>) -> Result<Response> {
     let usages: Vec<Value> = store
         .usages(parse_id(&id)?)
         .await?
@@ -225,15 +257,15 @@ async fn versions_by_id(State(store): State<Store>, Path(id): Path<String>) -> R
 
 async fn subjects(
     State(store): State<Store>,
-    Query(q): Query<HashMap<String, String>>,
+    RQuery(q): RQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     Ok(ok(json!(store.subjects(flag(&q, "deleted")).await?)))
 }
 
 async fn versions(
     State(store): State<Store>,
-    Path(subject): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RPath(subject): RPath<String>,
+    RQuery(q): RQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     Ok(ok(json!(
         store.versions(&subject, flag(&q, "deleted")).await?
@@ -242,7 +274,7 @@ async fn versions(
 
 async fn register(
     State(store): State<Store>,
-    Path(subject): Path<String>,
+    RPath(subject): RPath<String>,
     Body(req): Body<SchemaRequest>,
 ) -> Result<Response> {
     let schema = req.into_new_schema()?;
@@ -252,7 +284,7 @@ async fn register(
 
 async fn lookup(
     State(store): State<Store>,
-    Path(subject): Path<String>,
+    RPath(subject): RPath<String>,
     Body(req): Body<SchemaRequest>,
 ) -> Result<Response> {
     let schema = req.into_new_schema()?;
@@ -292,8 +324,8 @@ async fn raw_version(
 
 async fn delete_subject(
     State(store): State<Store>,
-    Path(subject): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RPath(subject): RPath<String>,
+    RQuery(q): RQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     let versions = store
         .delete_subject(&subject, flag(&q, "permanent"))
@@ -304,7 +336,7 @@ async fn delete_subject(
 async fn delete_version(
     State(store): State<Store>,
     Path((subject, version)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    RQuery(q): RQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     let spec = VersionSpec::parse(&version)?;
     let deleted = store
@@ -324,7 +356,7 @@ fn compatibility_response(messages: Vec<String>, verbose: bool) -> Response {
 async fn compatibility_with_version(
     State(store): State<Store>,
     Path((subject, version)): Path<(String, String)>,
-    Query(q): Query<HashMap<String, String>>,
+    RQuery(q): RQuery<HashMap<String, String>>,
     Body(req): Body<SchemaRequest>,
 ) -> Result<Response> {
     let spec = VersionSpec::parse(&version)?;
@@ -337,8 +369,8 @@ async fn compatibility_with_version(
 
 async fn compatibility_with_subject(
     State(store): State<Store>,
-    Path(subject): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RPath(subject): RPath<String>,
+    RQuery(q): RQuery<HashMap<String, String>>,
     Body(req): Body<SchemaRequest>,
 ) -> Result<Response> {
     let schema = req.into_new_schema()?;
@@ -373,8 +405,8 @@ async fn put_global_config(
 
 async fn get_subject_config(
     State(store): State<Store>,
-    Path(subject): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    RPath(subject): RPath<String>,
+    RQuery(q): RQuery<HashMap<String, String>>,
 ) -> Result<Response> {
     let level = match store.level(Some(&subject)).await? {
         Some(level) => level,
@@ -386,7 +418,7 @@ async fn get_subject_config(
 
 async fn put_subject_config(
     State(store): State<Store>,
-    Path(subject): Path<String>,
+    RPath(subject): RPath<String>,
     Body(req): Body<ConfigRequest>,
 ) -> Result<Response> {
     let level = parse_level(req)?;
@@ -396,7 +428,7 @@ async fn put_subject_config(
 
 async fn delete_subject_config(
     State(store): State<Store>,
-    Path(subject): Path<String>,
+    RPath(subject): RPath<String>,
 ) -> Result<Response> {
     let previous = store.delete_level(&subject).await?;
     Ok(ok(json!({ "compatibilityLevel": previous.as_str() })))

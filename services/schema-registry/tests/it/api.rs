@@ -520,3 +520,74 @@ async fn incompatible_registration_and_compatibility_endpoint() {
     reg.set_level(&s, "NONE").await;
     assert_eq!(reg.register(&s, &required).await.0, 200);
 }
+
+/// Hostile or odd schemas: each gets a 200 or a Confluent 4xx, never a 5xx or a dropped
+/// connection, and recursive schemas go through registration and compatibility checks.
+#[tokio::test]
+async fn odd_schemas_never_fail_the_server() {
+    let reg = start().await;
+    let odd = [
+        r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"],"default":null}]}"#,
+        r#"{"type":"record","name":"Node","fields":[{"name":"next","type":["null","Node"],"default":null},{"name":"v","type":"int","default":0}]}"#,
+        r#"{"type":"enum","name":"E","symbols":[]}"#,
+        r#"{"type":"enum","name":"E","symbols":["A","A"]}"#,
+        r#"{"type":"fixed","name":"F","size":-1}"#,
+        r#"{"type":"fixed","name":"F","size":16,"logicalType":"decimal","precision":40}"#,
+        r#"{"type":"record","name":"1bad","fields":[]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"a","type":"int"}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int","default":"x"}]}"#,
+        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"Missing"}]}"#,
+        r#"[]"#,
+        r#"[["int"]]"#,
+        r#"["int","int"]"#,
+        r#"{"type":"array"}"#,
+        r#"{"type":"map","values":{"type":"map","values":{"type":"array","items":"bytes"}}}"#,
+        r#"{"type":{"type":{"type":"string"}}}"#,
+        r#"{"type":"bytes","logicalType":"decimal","precision":-3}"#,
+        r#"{"type":"string","logicalType":"uuid"}"#,
+        r#""string""#,
+        r#"null"#,
+        r#"42"#,
+        "\u{0}",
+    ];
+    for (i, schema) in odd.iter().enumerate() {
+        let subject = format!("odd-{i}");
+        for path in [
+            format!("/subjects/{subject}/versions"),
+            format!("/subjects/{subject}"),
+            format!("/compatibility/subjects/{subject}/versions"),
+        ] {
+            let (status, body) = reg.post(&path, &json!({ "schema": schema })).await;
+            assert!(
+                status == 200 || (400..500).contains(&status),
+                "{path} {schema}: {status} {body}"
+            );
+            if status != 200 {
+                assert!(body["error_code"].is_number(), "{body}");
+            }
+        }
+    }
+    // The two recursive versions: registered in order under BACKWARD (v added with a default).
+    let (status, versions) = reg.get("/subjects/odd-0/versions").await;
+    assert_eq!((status, versions), (200, json!([1])));
+    assert_eq!(reg.register("odd-0", odd[1]).await.0, 200);
+
+    // Percent-encoded subjects round-trip; invalid UTF-8 in a path is a Confluent error.
+    assert_eq!(reg.register("with%2Fslash", odd[0]).await.0, 200);
+    assert!(
+        reg.get("/subjects")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .contains(&json!("with/slash"))
+    );
+    let r = reg
+        .http
+        .get(reg.url("/subjects/%FF/versions"))
+        .send()
+        .await
+        .unwrap();
+    let resp = crate::support::decode(r).await;
+    assert!((400..500).contains(&resp.0), "{resp:?}");
+}
