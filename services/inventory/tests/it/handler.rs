@@ -10,7 +10,7 @@ use saga_contracts::{Codec, Metadata, StockLine};
 use saga_outbox::Outbox;
 use sqlx::PgPool;
 
-use crate::bus::Bus;
+use crate::bus::registry_codec;
 use crate::support::{fresh_pool, sku};
 
 struct Ctx {
@@ -20,13 +20,13 @@ struct Ctx {
 }
 
 async fn ctx() -> Ctx {
-    let bus = Bus::new().await;
+    let codec = registry_codec().await;
     let pool = fresh_pool().await;
     let mut conn = pool.acquire().await.unwrap();
     stock::set_stock(&mut conn, &sku("A"), 10).await.unwrap();
     Ctx {
-        handler: InventoryHandler::new(Outbox::new(bus.codec.clone())),
-        codec: bus.codec,
+        handler: InventoryHandler::new(Outbox::new(codec.clone())),
+        codec,
         pool,
     }
 }

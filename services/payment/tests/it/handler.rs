@@ -11,7 +11,7 @@ use saga_contracts::{Codec, Currency, Metadata, Money};
 use saga_outbox::Outbox;
 use sqlx::PgPool;
 
-use crate::bus::Bus;
+use crate::bus::registry_codec;
 use crate::support::{customer, fresh_pool};
 
 struct Ctx {
@@ -25,7 +25,7 @@ fn eur(m: i64) -> Money {
 }
 
 async fn ctx() -> Ctx {
-    let bus = Bus::new().await;
+    let codec = registry_codec().await;
     let pool = fresh_pool().await;
     let mut tx = pool.begin().await.unwrap();
     payments::set_credit(&mut tx, &customer("alice"), &eur(10_000))
@@ -33,8 +33,8 @@ async fn ctx() -> Ctx {
         .unwrap();
     tx.commit().await.unwrap();
     Ctx {
-        handler: PaymentHandler::new(Outbox::new(bus.codec.clone())),
-        codec: bus.codec,
+        handler: PaymentHandler::new(Outbox::new(codec.clone())),
+        codec,
         pool,
     }
 }

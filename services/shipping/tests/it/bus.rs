@@ -10,6 +10,17 @@ pub struct Bus {
     producer: rdkafka::producer::FutureProducer,
 }
 
+/// A codec on the test stack's registry with every schema registered (no topics needed).
+pub async fn registry_codec() -> saga_contracts::Codec {
+    let stack = saga_testkit::TestStack::get().await;
+    let url = stack
+        .registry_url()
+        .expect("this test needs the test stack's schema registry");
+    let codec = saga_contracts::Codec::new(url);
+    codec.register_all().await.unwrap();
+    codec
+}
+
 impl Bus {
     pub async fn new() -> Bus {
         let stack = saga_testkit::TestStack::get().await;

@@ -10,7 +10,7 @@ use shipping_service::handler::{CommandHandler, OrderEventHandler};
 use shipping_service::shipments::ServedCountries;
 use sqlx::PgPool;
 
-use crate::bus::Bus;
+use crate::bus::registry_codec;
 use crate::support::fresh_pool;
 
 struct Ctx {
@@ -21,13 +21,13 @@ struct Ctx {
 }
 
 async fn ctx() -> Ctx {
-    let bus = Bus::new().await;
-    let outbox = Outbox::new(bus.codec.clone());
+    let codec = registry_codec().await;
+    let outbox = Outbox::new(codec.clone());
     Ctx {
         pool: fresh_pool().await,
         commands: CommandHandler::new(outbox.clone(), ServedCountries::new(["DE"]).unwrap()),
         events: OrderEventHandler::new(outbox),
-        codec: bus.codec,
+        codec,
     }
 }
 
