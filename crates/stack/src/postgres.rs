@@ -230,17 +230,26 @@ impl Component for Postgres {
 
     async fn prepare(&self, cfg: &StackConfig) -> Result<(), StackError> {
         let cluster = Self::cluster_dir(cfg);
-        if cluster.join("PG_VERSION").exists() {
-            return Ok(());
-        }
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || initdb(&cfg, &cluster))
-            .await
-            .map_err(|e| StackError::setup(NAME, format!("initdb task: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            bin_dir(&cfg)?;
+            if cluster.join("PG_VERSION").exists() {
+                return Ok(());
+            }
+            initdb(&cfg, &cluster)
+        })
+        .await
+        .map_err(|e| StackError::setup(NAME, format!("initdb task: {e}")))?
     }
 
     fn process(&self, cfg: &StackConfig) -> Result<Option<ProcessSpec>, StackError> {
-        let bin = bin_dir(cfg)?;
+        // `status` and `down` build the spec too: they must never install anything, so the
+        // install happens in `prepare` and the spec is built again after it.
+        let bin = cfg
+            .pg_bin_dir
+            .clone()
+            .or_else(search_bin_dir)
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
         let mut spec = ProcessSpec::new(bin.join("postgres"))
             .args([
                 "-D".to_owned(),

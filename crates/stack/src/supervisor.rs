@@ -198,6 +198,17 @@ impl Stack {
             ProcessState::NotRunning => {}
         }
         for &port in &spec.ports {
+            // Connections of a just-killed previous instance keep its port for a moment
+            // (FIN_WAIT); only then is a short wait worth it, otherwise fail at once.
+            let grace = if stale.is_some() {
+                Duration::from_secs(15)
+            } else {
+                Duration::ZERO
+            };
+            let deadline = Instant::now() + grace;
+            while process::port_taken(&self.cfg.host, port) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             if process::port_taken(&self.cfg.host, port) {
                 return Err(StackError::PortInUse {
                     component: name.to_owned(),
@@ -207,6 +218,11 @@ impl Stack {
             }
         }
         component.prepare(&self.cfg).await?;
+        // Preparing may have installed the program, which changes where it is found.
+        let spec = component
+            .process(&self.cfg)?
+            .unwrap_or_else(|| spec.clone());
+        let spec = &spec;
         let pid = process::spawn_detached(spec, &self.log_file(name), &pid_file)?;
         if let Err(err) = self.wait_healthy(component, Some(pid)).await {
             // Do not leave a half-started process behind a failed `up`.
