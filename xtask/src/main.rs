@@ -2,6 +2,7 @@
 //! `saga-stack` supervisor on the data directory; `test` runs the workspace tests against a
 //! private throw-away stack; `demo` brings the stack up and shows it working.
 
+mod bench;
 mod compat;
 mod demo;
 mod test_cmd;
@@ -54,6 +55,8 @@ enum Cmd {
     Demo(StackArgs),
     /// Check every schema in schemas/ against its earlier versions on main (compatibility gate).
     Compat(compat::CompatArgs),
+    /// Build the benchmarks (release), run them on a private stack, print their tables.
+    Bench(bench::BenchArgs),
 }
 
 /// Every port and path of the stack; defaults in docs/architecture.md.
@@ -116,6 +119,7 @@ async fn main() -> ExitCode {
         Cmd::Test { args } => test_cmd::run(&args).await,
         Cmd::Demo(args) => demo::run(&args.stack()).await,
         Cmd::Compat(args) => compat::run(&args),
+        Cmd::Bench(args) => bench::run(&args).await,
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
