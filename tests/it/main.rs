@@ -1,0 +1,4 @@
+//! End-to-end tests of the order saga: all five services on the real broker, Postgres and
+//! schema registry (see docs/testing.md).
+
+mod paths;
