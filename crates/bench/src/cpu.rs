@@ -17,6 +17,9 @@ enum Selector {
     Pid { pid: u32, children: bool },
     /// Every process whose `comm` is this.
     Comm(String),
+    /// PostgreSQL backends connected to one database: their process title (the
+    /// `cmdline` PostgreSQL rewrites) names it, as `postgres: <user> <database> ...`.
+    PgDatabase(String),
     /// This process.
     Myself,
 }
@@ -107,6 +110,16 @@ impl Watch {
         }
     }
 
+    /// Also account the PostgreSQL backends of each `(label, database)` separately (they
+    /// stay inside the `postgres` total too).
+    pub fn postgres_databases(mut self, databases: &[(String, String)]) -> Watch {
+        for (label, db) in databases {
+            self.groups
+                .push((label.clone(), Selector::PgDatabase(db.clone())));
+        }
+        self
+    }
+
     pub fn read(&self) -> Reading {
         let procs = all_processes();
         let mut per_group = BTreeMap::new();
@@ -124,6 +137,11 @@ impl Watch {
                 Selector::Comm(comm) => procs
                     .iter()
                     .filter(|p| &p.comm == comm)
+                    .map(|p| p.ticks)
+                    .sum(),
+                Selector::PgDatabase(db) => procs
+                    .iter()
+                    .filter(|p| p.comm == "postgres" && is_backend_of(p.pid, db))
                     .map(|p| p.ticks)
                     .sum(),
             };
@@ -167,6 +185,15 @@ struct Proc {
     ppid: u32,
     comm: String,
     ticks: u64,
+}
+
+fn is_backend_of(pid: u32, database: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let title = String::from_utf8_lossy(&c);
+            title.starts_with("postgres: ") && title.split_whitespace().nth(2) == Some(database)
+        })
+        .unwrap_or(false)
 }
 
 fn read_pid(path: &Path) -> Option<u32> {

@@ -11,6 +11,7 @@
 //! the question every figure raises.
 
 pub mod cpu;
+pub mod hop;
 pub mod stats;
 
 /// `tracing` to stderr at `warn` unless `RUST_LOG` says otherwise: the figures go to stdout.

@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use rdkafka::consumer::{Consumer as _, StreamConsumer};
-use rdkafka::producer::FutureRecord;
-use rdkafka::{Message as _, Offset, TopicPartitionList};
 use saga_bench::cpu::{Usage, Watch};
+use saga_bench::hop::HopProbe;
 use saga_bench::stats::{Samples, ms};
 use saga_consumer::{Consumer, ConsumerConfig, Handler, HandlerError, Incoming, Membership};
 use saga_contracts::{Codec, InventoryCommand, Metadata, OrderId, ReserveStock, Sku, StockLine};
@@ -163,11 +161,7 @@ struct Bench {
     kafka: KafkaConfig,
     outbox: Outbox,
     seen: Seen,
-    hop_topic: String,
-    hop: Arc<Mutex<Samples>>,
-    hop_count: Arc<AtomicU64>,
-    /// Send instant of hop messages: nanoseconds since `epoch`, carried in the payload.
-    epoch: Instant,
+    hop: HopProbe,
     group: String,
     token: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -194,11 +188,9 @@ impl Bench {
             statistics_interval_ms: 0,
             ..KafkaConfig::default()
         };
-        let hop_topic = kafka.topic("hop");
         let topics = [
             kafka.topic(saga_contracts::topics::INVENTORY_COMMANDS),
             kafka.topic(saga_contracts::topics::DEAD_LETTERS),
-            hop_topic.clone(),
         ];
         let specs: Vec<(&str, i32)> = topics
             .iter()
@@ -228,39 +220,7 @@ impl Bench {
             }
         }));
 
-        // The broker's own hop: same client settings, no database, no codec.
-        let hop_consumer: StreamConsumer = kafka
-            .consumer_config(&format!("{group}-hop"))
-            .set("enable.auto.offset.store", "true")
-            .create()?;
-        let mut list = TopicPartitionList::new();
-        for p in 0..saga_kafka::DEFAULT_PARTITIONS {
-            list.add_partition_offset(&hop_topic, p, Offset::Beginning)?;
-        }
-        hop_consumer.assign(&list)?;
-        let hop = Arc::new(Mutex::new(Samples::new()));
-        let hop_count = Arc::new(AtomicU64::new(0));
-        let epoch = Instant::now();
-        let (h, c, t) = (hop.clone(), hop_count.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    _ = t.cancelled() => return,
-                    m = hop_consumer.recv() => m,
-                };
-                let Ok(msg) = msg else { continue };
-                let now = epoch.elapsed();
-                if let Some(sent) = msg
-                    .payload()
-                    .and_then(|p| p.get(..8))
-                    .and_then(|b| b.try_into().ok())
-                    .map(|b: [u8; 8]| Duration::from_nanos(u64::from_be_bytes(b)))
-                {
-                    h.lock().expect("hop lock").push(now.saturating_sub(sent));
-                    c.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
+        let hop = HopProbe::start(&kafka, "hop", token.clone()).await?;
 
         Ok(Bench {
             db,
@@ -268,10 +228,7 @@ impl Bench {
             kafka,
             outbox: Outbox::new(codec.clone()),
             seen,
-            hop_topic,
             hop,
-            hop_count,
-            epoch,
             group,
             token,
             tasks,
@@ -315,47 +272,26 @@ impl Bench {
         Ok((*msg.meta.message_id.as_uuid(), Instant::now()))
     }
 
-    fn send_hop(&self, producer: &rdkafka::producer::FutureProducer) {
-        let key = Uuid::new_v4().to_string();
-        let sent = (self.epoch.elapsed().as_nanos() as u64).to_be_bytes();
-        // Payload about the size of an encoded ReserveStock.
-        let mut payload = vec![0u8; 160];
-        payload[..8].copy_from_slice(&sent);
-        let record = FutureRecord::to(&self.hop_topic)
-            .key(&key)
-            .payload(&payload);
-        if let Ok(delivery) = producer.send_result(record) {
-            // Delivery is awaited by nobody: the hop consumer is the judge.
-            drop(delivery);
-        }
-    }
-
     /// Warm both paths (connections, schema ids, consumer positions) and wait until each
     /// delivered something, then forget the warm-up samples.
-    async fn warm_up(
-        &self,
-        producer: &rdkafka::producer::FutureProducer,
-        args: &Args,
-        relay_running: bool,
-    ) -> anyhow::Result<()> {
+    async fn warm_up(&self, args: &Args, relay_running: bool) -> anyhow::Result<()> {
         for _ in 0..20 {
             Self::enqueue(&self.pool, &self.outbox).await?;
-            self.send_hop(producer);
+            self.hop.send();
         }
         if !relay_running {
             self.relay(args)?.drain_once().await?;
         }
         let seen = &self.seen.count;
-        let hops = &self.hop_count;
+        let hop = &self.hop;
         saga_testkit::wait_until(Duration::from_secs(60), || async {
-            seen.load(Ordering::Relaxed) >= 20 && hops.load(Ordering::Relaxed) >= 20
+            seen.load(Ordering::Relaxed) >= 20 && hop.received() >= 20
         })
         .await
         .map_err(|_| anyhow::anyhow!("warm-up messages did not arrive within 60 s"))?;
         self.seen.at.lock().expect("seen lock").clear();
         self.seen.count.store(0, Ordering::Relaxed);
-        *self.hop.lock().expect("hop lock") = Samples::new();
-        self.hop_count.store(0, Ordering::Relaxed);
+        self.hop.take();
         sqlx::query("DELETE FROM outbox")
             .execute(&self.pool)
             .await?;
@@ -365,9 +301,9 @@ impl Bench {
 
     /// Open loop at `rate` for the configured duration, then wait for every message.
     async fn rate_run(&mut self, args: &Args, rate: u32, watch: &Watch) -> anyhow::Result<RateRow> {
-        let producer = self.kafka.producer()?;
         self.spawn_relay(args)?;
-        self.warm_up(&producer, args, true).await?;
+        self.warm_up(args, true).await?;
+        let hops_before = self.hop.received();
 
         let total = u64::from(rate) * args.duration_secs;
         let permits = Arc::new(Semaphore::new(args.concurrency));
@@ -383,7 +319,7 @@ impl Bench {
             let due = ((started.elapsed().as_secs_f64() * f64::from(rate)) as u64).min(total);
             while issued < due {
                 issued += 1;
-                self.send_hop(&producer);
+                self.hop.send();
                 // When every connection is busy the loop falls behind the offered rate; the
                 // achieved rate shows it.
                 let permit = permits.clone().acquire_owned().await?;
@@ -403,7 +339,7 @@ impl Bench {
         while inflight.join_next().await.is_some() {}
         let enqueue_secs = started.elapsed().as_secs_f64();
         let committed = commits.lock().expect("commits lock").len() as u64;
-        self.wait_delivered(committed, total).await?;
+        self.wait_delivered(committed, hops_before + total).await?;
         let cpu = watch.usage(&cpu_from, &watch.read());
 
         let seen = self.seen.at.lock().expect("seen lock").clone();
@@ -416,7 +352,7 @@ impl Bench {
                     .map(|s| s.saturating_duration_since(*committed))
             })
             .collect();
-        let hop = self.hop.lock().expect("hop lock").clone();
+        let hop = self.hop.take();
         let (relay_tx, consumer_tx) = self.batch_sizes().await?;
         Ok(RateRow {
             fetch_wait_ms: self.kafka.fetch_wait_max_ms,
@@ -433,26 +369,25 @@ impl Bench {
     /// Wait until the handler saw `messages` messages and the hop consumer `hops`, failing
     /// only when progress stops for 30 s.
     async fn wait_delivered(&self, messages: u64, hops: u64) -> anyhow::Result<()> {
-        let progress =
-            || self.seen.count.load(Ordering::Relaxed) + self.hop_count.load(Ordering::Relaxed);
+        let progress = || self.seen.count.load(Ordering::Relaxed) + self.hop.received();
         let mut last = progress();
         loop {
-            let done = self.seen.count.load(Ordering::Relaxed) >= messages
-                && self.hop_count.load(Ordering::Relaxed) >= hops;
+            let done =
+                self.seen.count.load(Ordering::Relaxed) >= messages && self.hop.received() >= hops;
             if done {
                 return Ok(());
             }
             let moved = saga_testkit::wait_until(Duration::from_secs(30), || async {
                 progress() != last
                     || (self.seen.count.load(Ordering::Relaxed) >= messages
-                        && self.hop_count.load(Ordering::Relaxed) >= hops)
+                        && self.hop.received() >= hops)
             })
             .await;
             if moved.is_err() {
                 anyhow::bail!(
                     "stalled: handler saw {} of {messages}, hop consumer {} of {hops}",
                     self.seen.count.load(Ordering::Relaxed),
-                    self.hop_count.load(Ordering::Relaxed)
+                    self.hop.received()
                 );
             }
             last = progress();
@@ -482,8 +417,7 @@ impl Bench {
     /// A committed backlog, then the relay and consumer let loose on it; then the broker
     /// alone with as many messages produced as fast as possible.
     async fn max_run(&mut self, args: &Args, watch: &Watch) -> anyhow::Result<MaxRow> {
-        let producer = self.kafka.producer()?;
-        self.warm_up(&producer, args, false).await?;
+        self.warm_up(args, false).await?;
         let total = args.max_messages;
 
         let next = Arc::new(AtomicU64::new(0));
@@ -531,10 +465,13 @@ impl Bench {
         let (relay_tx, consumer_tx) = self.batch_sizes().await?;
 
         let started = Instant::now();
+        let hops_before = self.hop.received();
         for _ in 0..total {
-            self.send_hop(&producer);
+            self.hop.send();
         }
-        self.wait_delivered(0, total as u64).await?;
+        self.hop
+            .wait_received(hops_before + total as u64, Duration::from_secs(30))
+            .await?;
         let broker_rate = total as f64 / started.elapsed().as_secs_f64();
 
         let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());

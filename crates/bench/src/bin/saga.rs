@@ -1,0 +1,452 @@
+//! `bench-saga`: orders placed concurrently over HTTP through the whole suite
+//! ([`saga_e2e::Suite`]: the five services in this process, fresh databases, prefixed topics
+//! on the stack's broker and Postgres).
+//!
+//! Figures: completed sagas/s, saga latency (order placed -> order APPROVED, both read from
+//! the order service's event store, so one clock and no polling error), the broker's own hop
+//! latency (idle, and under the saga's load) times the saga's hops, CPU per process, and the
+//! commits each service's database made per saga with the batch sizes its relay and
+//! consumers achieved: where the time goes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use saga_bench::cpu::Watch;
+use saga_bench::hop::HopProbe;
+use saga_bench::stats::{Samples, Summary, ms};
+use saga_contracts::OrderId;
+use saga_e2e::{Service, Suite, SuiteOptions, eur, order_body};
+use saga_testkit::TestStack;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Messages on the way from POST /orders to the order's APPROVED state: OrderPlaced,
+/// ReserveStock, StockReserved, ChargePayment, PaymentCharged, ScheduleShipment,
+/// ShipmentScheduled, ApproveOrder (OrderApproved, the 9th, only closes the saga).
+const HOPS_TO_APPROVED: u32 = 8;
+
+#[derive(Parser, Debug)]
+#[command(name = "bench-saga", about)]
+struct Args {
+    /// Orders placed in the measured run.
+    #[arg(long, default_value_t = 2000)]
+    orders: usize,
+    /// Orders in flight over HTTP at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Consumer `fetch.wait.max.ms` of every service (tansu's per-hop latency floor).
+    #[arg(long, default_value_t = 10)]
+    fetch_wait_ms: u32,
+    /// Connection pool size of each service.
+    #[arg(long, default_value_t = 10)]
+    db_max_connections: u32,
+    /// Distinct SKUs (one per order, round robin): fewer means hotter stock rows.
+    #[arg(long, default_value_t = 50)]
+    skus: usize,
+    /// Distinct customers (round robin): fewer means hotter account rows.
+    #[arg(long, default_value_t = 100)]
+    customers: usize,
+    #[arg(long, default_value_t = 40)]
+    warmup: usize,
+    /// Broker hop probes per second sent while the sagas run.
+    #[arg(long, default_value_t = 50)]
+    hop_rate: u32,
+}
+
+fn main() -> anyhow::Result<()> {
+    // Services, HTTP and the load generator share this runtime: as in a process per
+    // service, every core is available to the work.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(Args::parse()))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let stack = TestStack::get().await;
+    let admin = PgPool::connect(stack.pg_admin_url()).await?;
+    let suite = Suite::start_with(SuiteOptions {
+        fetch_wait_max_ms: args.fetch_wait_ms,
+        db_max_connections: args.db_max_connections,
+        // The services' own defaults, not the tests' quick ones: a re-sent command is
+        // extra load that a real deployment would not add at these latencies.
+        relay_poll_ms: 500,
+        retry_timeout_ms: 30_000,
+        retry_interval_ms: 1_000,
+        ..SuiteOptions::default()
+    })
+    .await;
+    let databases: Vec<(Service, String)> = Service::ALL
+        .iter()
+        .map(|s| {
+            let url = suite.database_url(*s);
+            let name = url.rsplit('/').next().unwrap_or(url).to_owned();
+            (*s, name)
+        })
+        .collect();
+
+    let skus: Vec<String> = (0..args.skus).map(|i| format!("BENCH-{i}")).collect();
+    let customers: Vec<String> = (0..args.customers).map(|i| format!("bench-{i}")).collect();
+    for sku in &skus {
+        suite.set_price(sku, eur(100)).await;
+        suite.seed_stock(sku, 1_000_000_000).await;
+    }
+    for customer in &customers {
+        suite.set_credit(customer, eur(100_000_000_000)).await;
+    }
+
+    let token = CancellationToken::new();
+    let probe = Arc::new(HopProbe::start(&suite.kafka, "bench.hop", token.clone()).await?);
+    let hop_idle = probe.measure(200, 100).await?;
+
+    let order_pool = suite.pool(Service::Order).clone();
+    let placer = Placer {
+        suite: &suite,
+        skus: &skus,
+        customers: &customers,
+        concurrency: args.concurrency,
+    };
+    let (warm, _) = placer.place(0, args.warmup).await?;
+    wait_final(&order_pool, &warm).await?;
+
+    let watch = Watch::stack(&[]).postgres_databases(
+        &databases
+            .iter()
+            .map(|(s, db)| (format!("pg:{}", short(*s)), db.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let commits_before = commits(&admin, &databases).await?;
+    let cpu_from = watch.read();
+    let started = Instant::now();
+
+    // Probes under load, at a steady rate while the sagas run.
+    probe.take();
+    let loading = Arc::new(AtomicBool::new(true));
+    let prober = {
+        let (probe, loading) = (probe.clone(), loading.clone());
+        let every = Duration::from_secs_f64(1.0 / f64::from(args.hop_rate.max(1)));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            while loading.load(Ordering::Relaxed) {
+                ticker.tick().await;
+                probe.send();
+            }
+        })
+    };
+    let (orders, post) = placer.place(args.warmup, args.orders).await?;
+    let placed_secs = started.elapsed().as_secs_f64();
+    wait_final(&order_pool, &orders).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = watch.usage(&cpu_from, &watch.read());
+    loading.store(false, Ordering::Relaxed);
+    prober.await?;
+    let hop_loaded = probe.take();
+
+    let outcome = outcomes(&order_pool, &orders).await?;
+    let commits_after = settled_commits(&admin, &databases, &commits_before).await?;
+    let mut batches = Vec::new();
+    for (service, _) in &databases {
+        batches.push((*service, batch_sizes(suite.pool(*service)).await?));
+    }
+
+    // ---- report ----
+    let n = orders.len();
+    println!("# saga benchmark");
+    println!(
+        "{n} orders, {} in flight over HTTP, fetch.wait.max.ms {}, pool {} per service, {} SKUs, {} customers; services in-process ({}), CPU from {}",
+        args.concurrency,
+        args.fetch_wait_ms,
+        args.db_max_connections,
+        args.skus,
+        args.customers,
+        if cfg!(debug_assertions) {
+            "DEBUG build"
+        } else {
+            "release build"
+        },
+        watch.source
+    );
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!(
+        "| completed sagas/s (first placed -> last approved, DB clock) | {:.0} |",
+        outcome.throughput
+    );
+    println!(
+        "| wall: all {n} placed / all final | {placed_secs:.2} s / {wall:.2} s ({:.0} sagas/s) |",
+        n as f64 / wall
+    );
+    println!(
+        "| approved / rejected / not final | {} / {} / {} |",
+        outcome.approved, outcome.rejected, outcome.missing
+    );
+    if let Some(s) = outcome.latency.summary() {
+        println!(
+            "| saga latency placed -> APPROVED p50 / p95 / p99 / max ms | {} / {} / {} / {} |",
+            ms(s.p50),
+            ms(s.p95),
+            ms(s.p99),
+            ms(s.max)
+        );
+        let per_hop = s.p50 / HOPS_TO_APPROVED;
+        println!(
+            "| saga p50 / {HOPS_TO_APPROVED} hops | {} ms per hop |",
+            ms(per_hop)
+        );
+    }
+    for (label, hop) in [("idle", &hop_idle), ("under load", &hop_loaded)] {
+        if let Some(h) = hop.summary() {
+            println!(
+                "| broker hop {label} p50 / p99 ms ({} probes); x {HOPS_TO_APPROVED} hops | {} / {}; {} / {} |",
+                h.count,
+                ms(h.p50),
+                ms(h.p99),
+                ms(h.p50 * HOPS_TO_APPROVED),
+                ms(h.p99 * HOPS_TO_APPROVED)
+            );
+        }
+    }
+    println!(
+        "| CPU, % of one core (bench = 5 services + HTTP load) | {} |",
+        cpu.compact()
+    );
+    println!(
+        "| machine busy ({} cores, everyone's work) | {:.0}% |",
+        cpu.cores, cpu.machine_busy_pct
+    );
+    println!();
+    println!("| service DB | commits per saga | relay rows per tx | consumer msgs per tx |");
+    println!("|---|---|---|---|");
+    let mut total = 0.0;
+    for ((service, db), (_, (relay, consumer))) in databases.iter().zip(&batches) {
+        let delta = commits_after.get(db).copied().unwrap_or(0)
+            - commits_before.get(db).copied().unwrap_or(0);
+        let per = delta as f64 / n as f64;
+        total += per;
+        println!(
+            "| {} | {per:.2} | {relay:.1} | {consumer:.1} |",
+            short(*service)
+        );
+    }
+    println!("| all | {total:.2} | | |");
+    if let Some(s) = post.summary() {
+        print_post(&s);
+    }
+
+    token.cancel();
+    drop(probe);
+    suite.stop().await;
+    admin.close().await;
+    Ok(())
+}
+
+fn print_post(s: &Summary) {
+    println!();
+    println!(
+        "POST /orders latency p50 / p99: {} / {} ms",
+        ms(s.p50),
+        ms(s.p99)
+    );
+}
+
+fn short(s: Service) -> &'static str {
+    match s {
+        Service::Order => "order",
+        Service::Inventory => "inventory",
+        Service::Payment => "payment",
+        Service::Shipping => "shipping",
+        Service::Orchestrator => "orchestrator",
+    }
+}
+
+struct Placer<'a> {
+    suite: &'a Suite,
+    skus: &'a [String],
+    customers: &'a [String],
+    concurrency: usize,
+}
+
+impl Placer<'_> {
+    /// Place orders `first..first + n` with `concurrency` in flight; returns their ids and
+    /// each POST's latency.
+    async fn place(&self, first: usize, n: usize) -> anyhow::Result<(Vec<OrderId>, Samples)> {
+        let results: Vec<anyhow::Result<(OrderId, Duration)>> =
+            futures::stream::iter(first..first + n)
+                .map(|i| async move {
+                    let sku = &self.skus[i % self.skus.len()];
+                    let customer = &self.customers[i % self.customers.len()];
+                    let body = order_body(customer, &[(sku, 1)], "DE");
+                    let sent = Instant::now();
+                    let resp = self.suite.post_order(&body, None).await;
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    anyhow::ensure!(status.as_u16() == 202, "POST /orders: {status} {text}");
+                    let v: serde_json::Value = serde_json::from_str(&text)?;
+                    let id = v["order_id"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .with_context(|| format!("no order_id in {text}"))?;
+                    Ok((id, sent.elapsed()))
+                })
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+        let mut ids = Vec::with_capacity(n);
+        let mut post = Samples::new();
+        for r in results {
+            let (id, took) = r?;
+            ids.push(id);
+            post.push(took);
+        }
+        Ok((ids, post))
+    }
+}
+
+fn uuids(orders: &[OrderId]) -> Vec<Uuid> {
+    orders.iter().map(|o| *o.as_uuid()).collect()
+}
+
+/// Wait until every order is APPROVED or REJECTED in the event store; fails when none
+/// became final for 60 s (a stall), not on a fixed total time.
+async fn wait_final(pool: &PgPool, orders: &[OrderId]) -> anyhow::Result<()> {
+    let ids = uuids(orders);
+    let count = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM order_events
+             WHERE type IN ('OrderApproved', 'OrderRejected') AND order_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+    };
+    loop {
+        let now = count().await;
+        if now >= ids.len() as i64 {
+            return Ok(());
+        }
+        let moved =
+            saga_testkit::wait_until(Duration::from_secs(60), || async { count().await != now })
+                .await;
+        anyhow::ensure!(
+            moved.is_ok(),
+            "sagas stalled: {now} of {} final for 60 s",
+            ids.len()
+        );
+    }
+}
+
+struct Outcome {
+    approved: usize,
+    rejected: usize,
+    missing: usize,
+    latency: Samples,
+    throughput: f64,
+}
+
+/// Latencies and throughput from the event store's own timestamps.
+async fn outcomes(pool: &PgPool, orders: &[OrderId]) -> anyhow::Result<Outcome> {
+    let rows: Vec<(Uuid, String, f64)> = sqlx::query_as(
+        "SELECT order_id, type, EXTRACT(EPOCH FROM recorded_at)::float8 FROM order_events
+         WHERE order_id = ANY($1)",
+    )
+    .bind(uuids(orders))
+    .fetch_all(pool)
+    .await?;
+    let mut placed = BTreeMap::new();
+    let mut approved = BTreeMap::new();
+    let mut rejected = 0;
+    for (id, kind, at) in rows {
+        match kind.as_str() {
+            "OrderPlaced" => {
+                placed.insert(id, at);
+            }
+            "OrderApproved" => {
+                approved.insert(id, at);
+            }
+            "OrderRejected" => rejected += 1,
+            _ => {}
+        }
+    }
+    let latency: Samples = approved
+        .iter()
+        .filter_map(|(id, a)| {
+            placed
+                .get(id)
+                .map(|p| Duration::from_secs_f64((a - p).max(0.0)))
+        })
+        .collect();
+    let first = placed.values().copied().fold(f64::INFINITY, f64::min);
+    let last = approved.values().copied().fold(f64::NEG_INFINITY, f64::max);
+    Ok(Outcome {
+        approved: approved.len(),
+        rejected,
+        missing: orders.len() - approved.len() - rejected,
+        latency,
+        throughput: approved.len() as f64 / (last - first),
+    })
+}
+
+/// `xact_commit` of each database.
+async fn commits(
+    admin: &PgPool,
+    databases: &[(Service, String)],
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let names: Vec<String> = databases.iter().map(|(_, d)| d.clone()).collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT datname::text, xact_commit FROM pg_stat_database WHERE datname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_all(admin)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Backends publish their statistics at most once a second while busy and within ~10 s
+/// when idle: read until two readings a second apart agree (or 15 s passed).
+async fn settled_commits(
+    admin: &PgPool,
+    databases: &[(Service, String)],
+    before: &BTreeMap<String, i64>,
+) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut last = commits(admin, databases).await?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut ticker = tokio::time::interval(Duration::from_millis(1500));
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = commits(admin, databases).await?;
+        // Background work (relay polls, retry scans) keeps adding a few; "settled" is
+        // a change under 0.5% of the saga's commits.
+        let sum = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();
+        if (sum(&now) - sum(&last)) * 200 <= sum(&now) - sum(before) || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+/// Average rows per relay transaction and messages per consumer transaction in one
+/// service's database (rows of one transaction share its `now()`).
+async fn batch_sizes(pool: &PgPool) -> anyhow::Result<(f64, f64)> {
+    let (rows, txs): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT delivered_at) FROM outbox WHERE delivered_at IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    let (msgs, ctxs): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (consumer_group, received_at)) FROM inbox")
+            .fetch_one(pool)
+            .await?;
+    Ok((
+        rows as f64 / txs.max(1) as f64,
+        msgs as f64 / ctxs.max(1) as f64,
+    ))
+}
