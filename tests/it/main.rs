@@ -1,4 +1,11 @@
 //! End-to-end tests of the order saga: all five services on the real broker, Postgres and
 //! schema registry (see docs/testing.md).
 
+mod api;
+mod concurrency;
+mod crash;
+mod duplicates;
+mod group;
 mod paths;
+mod support;
+mod trace;

@@ -512,10 +512,149 @@ impl Suite {
         views
     }
 
+    /// Every (consumer group, logical topic) the suite's services consume.
+    pub fn consumer_groups(&self) -> Vec<(String, &'static str)> {
+        use saga_kafka::topics;
+        let orchestrator = self.group_id(Service::Orchestrator);
+        let shipping = self.group_id(Service::Shipping);
+        let mut groups = vec![
+            (self.group_id(Service::Order), topics::ORDER_COMMANDS),
+            (
+                self.group_id(Service::Inventory),
+                topics::INVENTORY_COMMANDS,
+            ),
+            (self.group_id(Service::Payment), topics::PAYMENT_COMMANDS),
+            (shipping.clone(), topics::SHIPPING_COMMANDS),
+            (format!("{shipping}.order-events"), topics::ORDER_EVENTS),
+        ];
+        for topic in [
+            topics::ORDER_EVENTS,
+            topics::INVENTORY_EVENTS,
+            topics::PAYMENT_EVENTS,
+            topics::SHIPPING_EVENTS,
+        ] {
+            groups.push((format!("{orchestrator}.{topic}"), topic));
+        }
+        groups
+    }
+
+    /// Messages on the suite's topics that their consumer groups have not committed yet.
+    pub async fn lag(&self) -> i64 {
+        let kafka = self.kafka.clone();
+        let groups = self.consumer_groups();
+        tokio::task::spawn_blocking(move || kafka_lag(&kafka, &groups))
+            .await
+            .expect("lag task")
+    }
+
+    /// Waits until every consumer group has committed everything on its topic: every
+    /// message published so far (duplicates included) has been handled. Fails on a stall.
+    pub async fn wait_drained(&self) {
+        let mut last = i64::MAX;
+        let mut last_progress = std::time::Instant::now();
+        loop {
+            let lag = self.lag().await;
+            if lag == 0 {
+                return;
+            }
+            if lag < last {
+                last = lag;
+                last_progress = std::time::Instant::now();
+            } else if last_progress.elapsed() > SAGA_DEADLINE {
+                panic!("consumers stalled with {lag} messages not committed");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Messages on `topic` (logical name), summed over partitions.
+    pub async fn topic_size(&self, topic: &'static str) -> i64 {
+        let kafka = self.kafka.clone();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            let consumer = lag_consumer(&kafka, "saga-e2e-watermarks");
+            let wire = kafka.topic(topic);
+            (0..saga_kafka::DEFAULT_PARTITIONS)
+                .map(|p| {
+                    let (low, high) = consumer
+                        .fetch_watermarks(&wire, p, Duration::from_secs(10))
+                        .unwrap_or_else(|e| panic!("watermarks of {wire}/{p}: {e}"));
+                    high - low
+                })
+                .sum()
+        })
+        .await
+        .expect("watermark task")
+    }
+
+    /// Nothing was dead-lettered by any consumer.
+    pub async fn assert_no_dead_letters(&self) {
+        let dead = self.topic_size(saga_kafka::topics::DEAD_LETTERS).await;
+        assert_eq!(dead, 0, "messages were dead-lettered");
+    }
+
+    /// The `traceparent` trace ids on every outbox row about `order_id` in every service's
+    /// database, with the message type: (service, message type, trace id).
+    pub async fn trace_ids(&self, order_id: OrderId) -> Vec<(Service, String, Option<String>)> {
+        let mut out = Vec::new();
+        for service in Service::ALL {
+            let rows: Vec<(String, sqlx::types::Json<HashMap<String, String>>)> = sqlx::query_as(
+                "SELECT message_type, headers FROM outbox WHERE message_key = $1 ORDER BY id",
+            )
+            .bind(order_id.to_string())
+            .fetch_all(self.pool(service))
+            .await
+            .expect("read outbox headers");
+            for (message_type, headers) in rows {
+                // traceparent: version-traceid-spanid-flags
+                let trace_id = headers
+                    .get(saga_kafka::headers::TRACEPARENT)
+                    .and_then(|tp| tp.split('-').nth(1))
+                    .map(str::to_owned);
+                out.push((service, message_type, trace_id));
+            }
+        }
+        out
+    }
+
     /// Republish every outbox row of every service once more, while the suite runs.
     pub fn start_duplicator(&self) -> Duplicator {
         Duplicator::start(self)
     }
+}
+
+fn lag_consumer(kafka: &KafkaConfig, group: &str) -> rdkafka::consumer::BaseConsumer {
+    let mut config = kafka.client_config();
+    config.set("group.id", group);
+    config.create().expect("kafka consumer for offsets")
+}
+
+/// Sum over groups and partitions of `high watermark - committed offset`; blocking calls.
+fn kafka_lag(kafka: &KafkaConfig, groups: &[(String, &'static str)]) -> i64 {
+    use rdkafka::consumer::Consumer as _;
+    let mut lag = 0;
+    for (group, topic) in groups {
+        let consumer = lag_consumer(kafka, group);
+        let wire = kafka.topic(topic);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..saga_kafka::DEFAULT_PARTITIONS {
+            tpl.add_partition(&wire, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("committed offsets of {group}: {e}"));
+        for p in 0..saga_kafka::DEFAULT_PARTITIONS {
+            let (low, high) = consumer
+                .fetch_watermarks(&wire, p, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("watermarks of {wire}/{p}: {e}"));
+            let done = match committed.find_partition(&wire, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => low,
+            };
+            lag += (high - done).max(0);
+        }
+    }
+    lag
 }
 
 /// A POST /orders body.
