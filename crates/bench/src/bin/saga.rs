@@ -122,6 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
     let commits_before = commits(&admin, &databases).await?;
+    let wal_before = wal(&admin).await?;
     let cpu_from = watch.read();
     let started = Instant::now();
 
@@ -150,6 +151,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let outcome = outcomes(&order_pool, &orders).await?;
     let commits_after = settled_commits(&admin, &databases, &commits_before).await?;
+    let wal_after = wal(&admin).await?;
     let mut batches = Vec::new();
     for (service, _) in &databases {
         batches.push((*service, batch_sizes(suite.pool(*service)).await?));
@@ -222,7 +224,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cpu.cores, cpu.machine_busy_pct
     );
     println!();
-    println!("| service DB | commits per saga | relay rows per tx | consumer msgs per tx |");
+    println!("| service DB | transactions per saga | relay rows per tx | consumer msgs per tx |");
     println!("|---|---|---|---|");
     let mut total = 0.0;
     for ((service, db), (_, (relay, consumer))) in databases.iter().zip(&batches) {
@@ -236,6 +238,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     println!("| all | {total:.2} | | |");
+    println!();
+    println!(
+        "WAL (whole cluster) per saga: {:.2} fsyncs, {:.0} bytes. Transactions above include read-only ones (relay polls that found nothing, projector catch-ups).",
+        (wal_after.0 - wal_before.0) as f64 / n as f64,
+        (wal_after.1 - wal_before.1) as f64 / n as f64
+    );
     if let Some(s) = post.summary() {
         print_post(&s);
     }
@@ -407,6 +415,15 @@ async fn commits(
     .fetch_all(admin)
     .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// WAL fsyncs and bytes of the whole cluster so far (`pg_stat_wal`).
+async fn wal(admin: &PgPool) -> anyhow::Result<(i64, i64)> {
+    Ok(
+        sqlx::query_as("SELECT wal_sync, wal_bytes::bigint FROM pg_stat_wal")
+            .fetch_one(admin)
+            .await?,
+    )
 }
 
 /// Backends publish their statistics at most once a second while busy and within ~10 s
