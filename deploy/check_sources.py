@@ -16,7 +16,8 @@ Checks:
     and Prometheus' scrape target.
   * every APP_* variable given to a service names a top-level field of that service's
     Config struct (several Configs deny unknown fields: a stray key would stop the service),
-    and every service gets the keys it requires (database.url, registry.url).
+    and every service gets the keys it requires (database.url, registry.url); a service given
+    any APP_CONSUMER__* key also gets APP_CONSUMER__GROUP_ID.
   * every metric a Grafana query uses is exported by the code (a metrics::counter!/gauge!/
     histogram! call; histograms also as _sum/_count), every label matcher value appears in
     the code, and the dashboard's datasource uid is the provisioned one.
@@ -211,6 +212,10 @@ def check_services(compose: dict, prometheus: dict) -> None:
             keys.add(top)
             if top not in fields:
                 err(f"{name}: {var} sets `{top}`, not a field of {pkg_dir} Config {sorted(fields)}")
+        # A partial `consumer` table drops the serde default of the whole table, group id
+        # included (the participants then refuse to start with an empty group id).
+        if any(v.startswith("APP_CONSUMER__") for v in env) and "APP_CONSUMER__GROUP_ID" not in env:
+            err(f"{name}: sets APP_CONSUMER__* without APP_CONSUMER__GROUP_ID")
         for field in required - keys:
             err(f"{name}: required config `{field}` is not set (APP_{field.upper()}__...)")
         db_url = env.get("APP_DATABASE__URL", "")
