@@ -37,14 +37,16 @@ if ! command -v promtool >/dev/null; then
 fi
 
 step "compose file against the Compose Specification schema"
-"$TOOLS/venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml || bad "compose schema"
+"$TOOLS/venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec \
+  docker-compose.yml deploy/compose.kafka-3.yml || bad "compose schema"
 
 step "dclint (errors only)"
-"$TOOLS/npm/node_modules/.bin/dclint" -q docker-compose.yml || bad "dclint"
+"$TOOLS/npm/node_modules/.bin/dclint" -q docker-compose.yml deploy/compose.kafka-3.yml || bad "dclint"
 
 if docker compose version >/dev/null 2>&1; then
   step "docker compose config"
   docker compose config -q || bad "docker compose config"
+  docker compose -f docker-compose.yml -f deploy/compose.kafka-3.yml config -q || bad "3-node config"
 else
   step "docker compose config: skipped (no compose plugin here)"
 fi
