@@ -6,8 +6,8 @@ runs the schema and config validators); exits non-zero listing every disagreemen
 
 Checks:
   * deploy/postgres/init.sql creates exactly the roles and databases of
-    crates/stack/src/catalog.rs (SERVICE_DATABASES), with the same statements as the local
-    stack's bootstrap, and revokes CONNECT from PUBLIC on `postgres` and on each database.
+    crates/stack/src/catalog.rs (SERVICE_DATABASES), revokes CONNECT from PUBLIC on
+    `postgres` and on each database, and is the file the local stack runs.
   * deploy/kafka/create-topics.sh creates exactly the topics of saga_contracts::topics with
     saga_kafka::DEFAULT_PARTITIONS, and compose's kafka-init asks for that count.
   * every docker-compose service built from deploy/Dockerfile names an existing target, the
@@ -72,17 +72,9 @@ def check_postgres() -> None:
             f"missing {missing}, unexpected {extra}"
             + ("" if missing or extra else " (order differs)")
         )
-    # The bootstrap of the local stack must still be the statements mirrored here.
-    bootstrap = read("crates/stack/src/postgres.rs")
-    for needle in [
-        "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC",
-        "CREATE ROLE {} LOGIN PASSWORD '{}'",
-        "CREATE DATABASE {} OWNER {}",
-        "REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
-        "GRANT CONNECT ON DATABASE {} TO {}",
-    ]:
-        if needle not in bootstrap:
-            err(f"crates/stack/src/postgres.rs no longer runs `{needle}`: update deploy/postgres/init.sql")
+    # The local stack runs this very file (one source for both).
+    if 'include_str!("../../../deploy/postgres/init.sql")' not in read("crates/stack/src/postgres.rs"):
+        err("crates/stack/src/postgres.rs no longer runs deploy/postgres/init.sql")
 
 
 # ---------------------------------------------------------------------------------- topics

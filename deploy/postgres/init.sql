@@ -1,12 +1,13 @@
 -- One database and one login role per component; CONNECT revoked from PUBLIC, so each role
--- is refused on every database but its own. The same statements, in the same order, as the
--- local stack's bootstrap (crates/stack/src/postgres.rs over crates/stack/src/catalog.rs);
--- deploy/validate.sh fails when the two catalogues drift apart.
+-- is refused on every database but its own (docs/architecture.md, "Databases and roles").
 --
--- Run once by the postgres image's entrypoint (/docker-entrypoint-initdb.d) on an empty data
--- directory, as the superuser, in psql's autocommit mode (CREATE DATABASE cannot run inside
--- a transaction block). Passwords are the documented development passwords: change them
--- (and the services' APP_DATABASE__URL) for anything but a demo on your own machine.
+-- One source for both stacks: the postgres image's entrypoint runs it once on an empty data
+-- directory (docker-compose.yml, /docker-entrypoint-initdb.d, psql autocommit), and the
+-- local stack runs it statement by statement on every `up` (crates/stack/src/postgres.rs),
+-- skipping roles and databases that already exist. Keep one statement per `;`, comments on
+-- lines of their own. deploy/validate.sh fails when it drifts from crates/stack/src/catalog.rs.
+-- Passwords are the documented development passwords: change them (and the services'
+-- APP_DATABASE__URL) for anything but a demo on your own machine.
 
 -- Without this, every role could still connect to the `postgres` maintenance database.
 REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;

@@ -8,9 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use nix::unistd::{Uid, User};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection};
 
-use crate::catalog::SERVICE_DATABASES;
 use crate::component::{Component, Health, ProcessSpec};
 use crate::config::StackConfig;
 use crate::error::StackError;
@@ -168,56 +167,41 @@ async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
         .map_err(|_| sqlx::Error::PoolTimedOut)?
 }
 
+/// The roles and databases of `docs/architecture.md` as SQL. The Docker image of Postgres runs
+/// this file once on an empty volume (docker-compose.yml); the local stack runs the same file
+/// on every `up`, so both create exactly the same things. `deploy/check_sources.py` checks it
+/// against [`SERVICE_DATABASES`](crate::catalog::SERVICE_DATABASES).
+const INIT_SQL: &str = include_str!("../../../deploy/postgres/init.sql");
+
+/// The statements of [`INIT_SQL`] one by one: `CREATE DATABASE` cannot run inside the implicit
+/// transaction of a multi-statement query.
+fn init_statements() -> Vec<String> {
+    let without_comments: String = INIT_SQL
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Creates every service's role and database, owned by the role, and revokes `CONNECT`
-/// from `PUBLIC` so that each role is refused on every database but its own.
+/// from `PUBLIC` so that each role is refused on every database but its own. Idempotent:
+/// a role or database that already exists is kept as it is.
 async fn bootstrap_roles(cfg: &StackConfig) -> Result<(), sqlx::Error> {
     let mut conn = connect(&cfg.pg_admin_url()).await?;
-    // Without this, every role could still connect to the `postgres` maintenance database.
-    sqlx::query("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
-        .execute(&mut conn)
-        .await?;
-    for db in SERVICE_DATABASES {
-        let role_exists: bool =
-            sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-                .bind(db.role)
-                .fetch_one(&mut conn)
-                .await?
-                .get(0);
-        // Identifiers come from the constant catalogue, never from input.
-        if !role_exists {
-            sqlx::query(&format!(
-                "CREATE ROLE {} LOGIN PASSWORD '{}'",
-                db.role, db.password
-            ))
-            .execute(&mut conn)
-            .await?;
+    for statement in init_statements() {
+        match sqlx::query(&statement).execute(&mut conn).await {
+            Ok(_) => {}
+            // 42710 duplicate_object (role), 42P04 duplicate_database: made by an earlier `up`.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42710") | Some("42P04")) => {}
+            Err(e) => return Err(e),
         }
-        let db_exists: bool =
-            sqlx::query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(db.database)
-                .fetch_one(&mut conn)
-                .await?
-                .get(0);
-        if !db_exists {
-            sqlx::query(&format!(
-                "CREATE DATABASE {} OWNER {}",
-                db.database, db.role
-            ))
-            .execute(&mut conn)
-            .await?;
-        }
-        sqlx::query(&format!(
-            "REVOKE CONNECT ON DATABASE {} FROM PUBLIC",
-            db.database
-        ))
-        .execute(&mut conn)
-        .await?;
-        sqlx::query(&format!(
-            "GRANT CONNECT ON DATABASE {} TO {}",
-            db.database, db.role
-        ))
-        .execute(&mut conn)
-        .await?;
     }
     Ok(())
 }
@@ -283,5 +267,21 @@ impl Component for Postgres {
         bootstrap_roles(cfg)
             .await
             .map_err(|e| StackError::setup(NAME, format!("create roles and databases: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::SERVICE_DATABASES;
+
+    #[test]
+    fn init_sql_covers_every_catalogued_database() {
+        let statements = init_statements();
+        assert_eq!(statements.len(), 1 + 4 * SERVICE_DATABASES.len());
+        for db in SERVICE_DATABASES {
+            let create = format!("CREATE DATABASE {} OWNER {}", db.database, db.role);
+            assert!(statements.contains(&create), "{create} missing");
+        }
     }
 }
