@@ -120,6 +120,9 @@ pub(crate) async fn stop_pid(pid: u32, signal: Signal, timeout: Duration) {
         return;
     }
     tracing::warn!(pid, "did not stop within {timeout:?}; sending SIGKILL");
+    // The process leads its own group (see `spawn_detached`): kill its children with it, so
+    // no orphaned worker keeps writing into the data directory.
+    let _ = kill(Pid::from_raw(-raw), Signal::SIGKILL);
     let _ = kill(Pid::from_raw(raw), Signal::SIGKILL);
     wait_exit(pid, Duration::from_secs(5)).await;
 }

@@ -9,8 +9,9 @@ use crate::error::StackError;
 use crate::process::{self, ProcessState};
 use crate::{Broker, HttpService, Postgres, Topics};
 
-/// How long a stopping process gets before SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping process gets before SIGKILL. PostgreSQL's shutdown checkpoint took
+/// over 12 s on the CI disks (slow fsync); killing it mid-checkpoint only costs recovery.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `up` did for one component.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -68,8 +68,11 @@ impl PrivateStack {
 }
 
 /// A `sh` process in its own process group that, once its stdin closes, stops every process
-/// named by a pid file of the stack (SIGINT for PostgreSQL's fast shutdown, SIGTERM for the
-/// rest, SIGKILL after 10 s) and deletes the directory.
+/// named by a pid file of the stack and deletes the directory. PostgreSQL gets SIGQUIT
+/// (immediate shutdown): a throw-away cluster needs no shutdown checkpoint, which takes
+/// seconds on a disk with slow fsync. Each component leads its own process group, so the
+/// SIGKILL fallback (after 30 s) takes the server's children too; deleting the directory
+/// while an orphaned PostgreSQL backend still writes into it makes it panic.
 fn spawn_watchdog(dir: &Path) -> Result<(Child, ChildStdin), TestkitError> {
     const SCRIPT: &str = r#"
 read _ignored
@@ -78,18 +81,18 @@ pids=""
 for f in "$dir"/run/*.pid; do
   [ -f "$f" ] || continue
   pid=$(cat "$f")
-  case "$f" in */postgres.pid) sig=INT ;; *) sig=TERM ;; esac
+  case "$f" in */postgres.pid) sig=QUIT ;; *) sig=TERM ;; esac
   kill -s "$sig" "$pid" 2>/dev/null && pids="$pids $pid"
 done
 i=0
-while [ $i -lt 100 ]; do
+while [ $i -lt 300 ]; do
   alive=""
   for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive="$alive $pid"; done
   [ -z "$alive" ] && break
   sleep 0.1
   i=$((i+1))
 done
-for pid in $alive; do kill -s KILL "$pid" 2>/dev/null; done
+for pid in $pids; do kill -s KILL -- "-$pid" 2>/dev/null; done
 rm -rf "$dir"
 "#;
     let mut child = Command::new("sh")
