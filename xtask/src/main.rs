@@ -1,6 +1,7 @@
 //! `cargo xtask`: the local stack tool. `up`, `down`, `status` and `logs` drive the
-//! `saga-stack` supervisor on the data directory; `test` runs the workspace tests against a
-//! private throw-away stack; `demo` brings the stack up and shows it working.
+//! `saga-stack` supervisor on the data directory (infrastructure, schema registry and the five
+//! saga services); `test` runs the workspace tests against a private throw-away stack; `demo`
+//! brings the suite up and drives one order along each saga path.
 
 mod bench;
 mod compat;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use saga_stack::{Health, ProcessState, Stack, StackConfig, UpOutcome};
+use saga_stack::{Health, ProcessState, Stack, StackConfig, SuiteOptions, UpOutcome};
 
 #[derive(Parser)]
 #[command(
@@ -28,13 +29,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start PostgreSQL, the broker, the topics (and built HTTP services); harmless when up.
-    Up(StackArgs),
+    /// Build the services, start PostgreSQL, the broker, the topics, the schema registry and
+    /// the five saga services; harmless when up.
+    Up {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Start what is built without running `cargo build` first.
+        #[arg(long)]
+        no_build: bool,
+    },
     /// Stop exactly the processes `up` started.
     Down(StackArgs),
     /// Each component's process and health; exits 1 when something enabled is unhealthy.
     Status(StackArgs),
-    /// Print a component's log (`postgres`, `broker`, ...).
+    /// Print a component's log (`postgres`, `broker`, `order`, `orchestrator`, ...).
     Logs {
         #[command(flatten)]
         stack: StackArgs,
@@ -51,8 +59,16 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Bring the stack up and prove it works end to end.
+    /// Bring the suite up, place one order along each saga path and print each saga.
     Demo(StackArgs),
+    /// Dead letters of the stack's broker: `list`, `show ID`, `replay ID|--all` (saga-dlq).
+    Dlq {
+        #[command(flatten)]
+        stack: StackArgs,
+        /// Arguments for saga-dlq, e.g. `list` or `replay --all`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Check every schema in schemas/ against its earlier versions on main (compatibility gate).
     Compat(compat::CompatArgs),
     /// Build the benchmarks (release), run them on a private stack, print their tables.
@@ -61,7 +77,7 @@ enum Cmd {
 
 /// Every port and path of the stack; defaults in docs/architecture.md.
 #[derive(Args, Clone)]
-struct StackArgs {
+pub(crate) struct StackArgs {
     /// Data directory (pid files, logs, databases, broker storage).
     #[arg(long, env = "SAGA_STACK_DIR")]
     data_dir: Option<PathBuf>,
@@ -79,6 +95,13 @@ struct StackArgs {
     /// Directory with PostgreSQL's initdb and postgres; searched for when absent.
     #[arg(long, env = "SAGA_PG_BIN_DIR")]
     pg_bin_dir: Option<PathBuf>,
+    /// The services' consumer `fetch.wait.max.ms`: per-hop latency on tansu versus idle
+    /// broker CPU (docs/local-stack.md).
+    #[arg(long, env = "SAGA_FETCH_WAIT_MS", default_value_t = SuiteOptions::default().fetch_wait_max_ms)]
+    fetch_wait_ms: u32,
+    /// Countries the shipping service serves (comma-separated ISO codes).
+    #[arg(long, value_delimiter = ',', default_value = "DE,FR,NL,GB,US")]
+    pub(crate) served_countries: Vec<String>,
 }
 
 impl StackArgs {
@@ -98,8 +121,17 @@ impl StackArgs {
         cfg
     }
 
-    fn stack(&self) -> Stack {
-        Stack::new(self.config())
+    fn suite_options(&self) -> SuiteOptions {
+        SuiteOptions {
+            fetch_wait_max_ms: self.fetch_wait_ms,
+            served_countries: self.served_countries.clone(),
+            ..SuiteOptions::default()
+        }
+    }
+
+    /// The whole suite; `down`, `status` and `logs` must see the services too.
+    pub(crate) fn stack(&self) -> Stack {
+        Stack::suite(self.config(), &self.suite_options())
     }
 }
 
@@ -107,7 +139,7 @@ impl StackArgs {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Up(args) => up(&args.stack()).await.map(|()| ExitCode::SUCCESS),
+        Cmd::Up { stack, no_build } => up_suite(&stack.stack(), !no_build).await,
         Cmd::Down(args) => down(&args.stack()).await.map(|()| ExitCode::SUCCESS),
         Cmd::Status(args) => status(&args.stack()).await,
         Cmd::Logs {
@@ -117,12 +149,63 @@ async fn main() -> ExitCode {
             follow,
         } => logs(&stack.stack(), &component, lines, follow).await,
         Cmd::Test { args } => test_cmd::run(&args).await,
-        Cmd::Demo(args) => demo::run(&args.stack()).await,
+        Cmd::Demo(args) => demo::run(&args).await,
+        Cmd::Dlq { stack, args } => dlq(&stack.stack(), &args).await,
         Cmd::Compat(args) => compat::run(&args),
         Cmd::Bench(args) => bench::run(&args).await,
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `cargo build` of the registry and the five services (debug, as `HttpService` expects),
+/// then `up`. The build is a no-op check when nothing changed.
+pub(crate) async fn up_suite(stack: &Stack, build: bool) -> anyhow::Result<ExitCode> {
+    if build && !build_suite().await? {
+        return Ok(ExitCode::FAILURE);
+    }
+    up(stack).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn build_suite() -> anyhow::Result<bool> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = tokio::process::Command::new(cargo);
+    cmd.arg("build");
+    for bin in saga_stack::suite_binaries() {
+        cmd.args(["-p", bin]);
+    }
+    let started = std::time::Instant::now();
+    let status = cmd.status().await.context("run cargo build")?;
+    if status.success() {
+        println!("services built in {:.1}s", started.elapsed().as_secs_f64());
+    }
+    Ok(status.success())
+}
+
+/// `saga-dlq` against this stack's broker, built and run by cargo.
+async fn dlq(stack: &Stack, args: &[String]) -> anyhow::Result<ExitCode> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = tokio::process::Command::new(cargo)
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "saga-consumer",
+            "--bin",
+            "saga-dlq",
+            "--",
+        ])
+        .args(["--bootstrap", &stack.config().kafka_bootstrap()])
+        .args(args)
+        .status()
+        .await
+        .context("run saga-dlq")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     })
 }

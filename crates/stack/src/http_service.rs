@@ -96,6 +96,12 @@ impl Component for HttpService {
                 .ok_or_else(|| StackError::setup(&self.name, format!("unknown database {db}")))?;
             spec = spec.env("APP_DATABASE__URL", db.url(&cfg.host, cfg.pg_port));
         }
+        // Only the stack's settings: an `APP_` variable left in the caller's shell would
+        // silently change a service (and the participants refuse unknown keys).
+        spec.env_remove = std::env::vars_os()
+            .filter_map(|(key, _)| key.into_string().ok())
+            .filter(|key| key.starts_with("APP_"))
+            .collect();
         spec.env.extend(self.env.iter().cloned());
         spec.cwd = Some(cfg.data_dir.clone());
         spec.stop_signal = Signal::SIGTERM;

@@ -17,6 +17,7 @@ mod http_service;
 mod postgres;
 mod process;
 pub mod proof;
+mod services;
 mod supervisor;
 mod topics;
 
@@ -28,5 +29,6 @@ pub use error::StackError;
 pub use http_service::HttpService;
 pub use postgres::Postgres;
 pub use process::{ProcessState, is_alive};
+pub use services::{SAGA_SERVICES, SagaService, SuiteOptions, suite_binaries};
 pub use supervisor::{ComponentStatus, Stack, StackEnv, UpOutcome};
 pub use topics::{Topics, create_topics};

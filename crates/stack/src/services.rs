@@ -1,0 +1,221 @@
+//! The saga's five services as stack components: the catalogue of their binaries, ports,
+//! databases and consumer groups, and the `APP_*` environment the local stack gives them.
+//!
+//! [`Stack::suite`] is the stack `cargo xtask up` runs: the infrastructure of [`Stack::new`]
+//! (postgres, broker, topics, schema registry), then these five. Test harnesses keep using
+//! [`Stack::new`]: they start services of their own on fresh databases.
+
+use crate::catalog::SERVICE_DATABASES;
+use crate::config::StackConfig;
+use crate::http_service::HttpService;
+use crate::supervisor::Stack;
+
+/// One saga service: its stack component name, its cargo package (= binary), where it
+/// listens and which database and consumer group it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SagaService {
+    /// Component name (`cargo xtask logs order`).
+    pub name: &'static str,
+    /// Cargo package and binary name.
+    pub bin: &'static str,
+    /// Default HTTP port (docs/architecture.md).
+    pub port: u16,
+    pub database: &'static str,
+    /// The group id the service uses by default, given explicitly: any `APP_CONSUMER__` key
+    /// replaces the whole `consumer` table, whose serde default has an empty group id.
+    /// The orchestrator derives `orchestrator.<topic>` per consumer from it, and shipping
+    /// `shipping-service.order-events` for its second consumer.
+    pub group_id: &'static str,
+}
+
+/// In start order: the orchestrator last, so every participant is consuming before the
+/// first command can reach it (not needed for correctness, the offsets wait, but a
+/// quieter start).
+pub const SAGA_SERVICES: &[SagaService] = &[
+    SagaService {
+        name: "order",
+        bin: "order-service",
+        port: 18080,
+        database: "order_db",
+        group_id: "order-service",
+    },
+    SagaService {
+        name: "inventory",
+        bin: "inventory-service",
+        port: 18082,
+        database: "inventory_db",
+        group_id: "inventory-service",
+    },
+    SagaService {
+        name: "payment",
+        bin: "payment-service",
+        port: 18083,
+        database: "payment_db",
+        group_id: "payment-service",
+    },
+    SagaService {
+        name: "shipping",
+        bin: "shipping-service",
+        port: 18084,
+        database: "shipping_db",
+        group_id: "shipping-service",
+    },
+    SagaService {
+        name: "orchestrator",
+        bin: "orchestrator-service",
+        port: 18085,
+        database: "orchestrator_db",
+        group_id: "orchestrator",
+    },
+];
+
+/// Every binary `up` needs built: the registry and the five services.
+pub fn suite_binaries() -> Vec<&'static str> {
+    std::iter::once("schema-registry")
+        .chain(SAGA_SERVICES.iter().map(|s| s.bin))
+        .collect()
+}
+
+/// Settings of the services in the local stack that users may want to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuiteOptions {
+    /// `fetch.wait.max.ms` of every consumer. tansu answers an empty fetch only when this
+    /// expires (it does not wake on new data), so it is both the per-hop latency and the
+    /// idle cost: nine consumers polling. See docs/local-stack.md for the measurement.
+    pub fetch_wait_max_ms: u32,
+    /// Destination countries shipping serves (ISO 3166-1 alpha-2). The demo's
+    /// "shipping refused" path ships to a country outside this list.
+    pub served_countries: Vec<String>,
+    /// `RUST_LOG` of the services.
+    pub log_filter: String,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        Self {
+            fetch_wait_max_ms: 50,
+            served_countries: ["DE", "FR", "NL", "GB", "US"].map(String::from).to_vec(),
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+impl SagaService {
+    /// The service by component name.
+    pub fn named(name: &str) -> Option<&'static SagaService> {
+        SAGA_SERVICES.iter().find(|s| s.name == name)
+    }
+
+    /// `http://host:port` of this service in a stack.
+    pub fn url(&self, cfg: &StackConfig) -> String {
+        format!("http://{}:{}", cfg.host, self.port)
+    }
+
+    /// This service as a stack component with the local stack's environment.
+    pub fn component(&self, opts: &SuiteOptions) -> HttpService {
+        debug_assert!(
+            SERVICE_DATABASES
+                .iter()
+                .any(|d| d.database == self.database)
+        );
+        let mut svc = HttpService::new(self.name, self.bin, self.port)
+            .database(self.database)
+            // One instance per service on tansu, which does not evict a member killed with
+            // SIGKILL: `assign` lets a restarted service resume at once from its committed
+            // offsets instead of waiting for a rebalance that never comes (STACK-FACTS).
+            .env("APP_CONSUMER__MEMBERSHIP", "assign")
+            .env("APP_CONSUMER__GROUP_ID", self.group_id)
+            .env(
+                "APP_KAFKA__FETCH_WAIT_MAX_MS",
+                opts.fetch_wait_max_ms.to_string(),
+            )
+            .env("RUST_LOG", &opts.log_filter);
+        if self.name == "shipping" {
+            svc = svc.env(
+                "APP_SHIPPING__SERVED_COUNTRIES",
+                json_string_list(&opts.served_countries),
+            );
+        }
+        svc
+    }
+}
+
+/// `["DE","FR"]`: the form figment reads a list from one environment variable in.
+fn json_string_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("[{}]", quoted.join(","))
+}
+
+impl Stack {
+    /// The whole suite: the infrastructure of [`Stack::new`], then the five saga services.
+    pub fn suite(cfg: StackConfig, opts: &SuiteOptions) -> Stack {
+        SAGA_SERVICES.iter().fold(Stack::new(cfg), |stack, svc| {
+            stack.push(svc.component(opts))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Component;
+
+    #[test]
+    fn every_service_has_its_own_database_role_and_port() {
+        for svc in SAGA_SERVICES {
+            let db = SERVICE_DATABASES
+                .iter()
+                .find(|d| d.database == svc.database)
+                .expect("database in the catalogue");
+            assert_eq!(db.component, svc.name);
+        }
+        let mut ports: Vec<u16> = SAGA_SERVICES.iter().map(|s| s.port).collect();
+        ports.push(crate::config::DEFAULT_REGISTRY_PORT);
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), SAGA_SERVICES.len() + 1);
+    }
+
+    #[test]
+    fn the_suite_starts_services_after_the_infrastructure_with_explicit_groups() {
+        let cfg = StackConfig::defaults();
+        let stack = Stack::suite(cfg.clone(), &SuiteOptions::default());
+        assert_eq!(
+            stack.component_names(),
+            [
+                "postgres",
+                "broker",
+                "topics",
+                "schema-registry",
+                "order",
+                "inventory",
+                "payment",
+                "shipping",
+                "orchestrator"
+            ]
+        );
+        let shipping = SagaService::named("shipping")
+            .unwrap()
+            .component(&SuiteOptions::default());
+        let spec = shipping.process(&cfg).unwrap().unwrap();
+        let env = |key: &str| {
+            spec.env
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(env("APP_CONSUMER__MEMBERSHIP").as_deref(), Some("assign"));
+        assert_eq!(
+            env("APP_CONSUMER__GROUP_ID").as_deref(),
+            Some("shipping-service")
+        );
+        assert_eq!(
+            env("APP_SHIPPING__SERVED_COUNTRIES").as_deref(),
+            Some(r#"["DE","FR","NL","GB","US"]"#)
+        );
+        assert_eq!(
+            env("APP_DATABASE__URL").as_deref(),
+            Some("postgres://shipping_svc:shipping_svc@127.0.0.1:55432/shipping_db")
+        );
+    }
+}
