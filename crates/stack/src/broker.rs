@@ -17,6 +17,8 @@ use crate::error::StackError;
 /// Pinned: the storage behaviour in STACK-FACTS was measured on this version.
 pub const TANSU_VERSION: &str = "0.6.0";
 const NAME: &str = "broker";
+/// The broker's SQLite file, relative to its working directory `<data dir>/broker`.
+const DB_FILE: &str = "tansu.db";
 
 /// The tansu broker component.
 pub struct Broker;
@@ -107,7 +109,7 @@ impl Component for Broker {
             .args(["broker", "--cluster-id", "saga-suite"])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
             // Resolved relative to the working directory (see STACK-FACTS).
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", &format!("sqlite://{DB_FILE}")])
             .port(cfg.kafka_port);
         spec.cwd = Some(cfg.data_dir.join("broker"));
         spec.env_remove = [
@@ -121,6 +123,27 @@ impl Component for Broker {
         .to_vec();
         spec.stop_signal = Signal::SIGTERM;
         Ok(Some(spec))
+    }
+
+    /// tansu 0.6.0's SQLite schema has no index on `header (topition, offset_id)`, and it
+    /// fetches each record's headers with a query joined on exactly that: every fetched
+    /// record scans the whole header table. Our messages carry ~4 headers, so a broker slows
+    /// down as it fills (measured: 10.6 ms per fetched record at 160k header rows, i.e. under
+    /// 100 records/s, with tansu pegged at a full core; 0.006 ms with the index). Adding the
+    /// index once the broker created its tables is safe while it runs (SQLite locking) and
+    /// idempotent.
+    async fn after_start(&self, cfg: &StackConfig) -> Result<(), StackError> {
+        let db = cfg.data_dir.join("broker").join(DB_FILE);
+        tokio::task::spawn_blocking(move || {
+            let conn = rusqlite::Connection::open(&db)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.execute_batch(
+                "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id)",
+            )
+        })
+        .await
+        .map_err(|e| StackError::setup(NAME, format!("index task: {e}")))?
+        .map_err(|e| StackError::setup(NAME, format!("index the broker's header table: {e}")))
     }
 
     async fn health(&self, cfg: &StackConfig) -> Health {

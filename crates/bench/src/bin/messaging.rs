@@ -469,10 +469,18 @@ impl Bench {
         for _ in 0..total {
             self.hop.send();
         }
-        self.hop
+        // A broker that cannot keep up is a figure, not a failure of the run.
+        let broker_rate = match self
+            .hop
             .wait_received(hops_before + total as u64, Duration::from_secs(30))
-            .await?;
-        let broker_rate = total as f64 / started.elapsed().as_secs_f64();
+            .await
+        {
+            Ok(()) => total as f64 / started.elapsed().as_secs_f64(),
+            Err(e) => {
+                eprintln!("broker alone: {e:#}");
+                f64::NAN
+            }
+        };
 
         let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
         Ok(MaxRow {
