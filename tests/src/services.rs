@@ -74,6 +74,19 @@ where
     }
 }
 
+/// The sections every participant shares (`saga_runtime::RuntimeConfig`).
+fn runtime(suite: &Suite, service: Service, relay: RelayConfig) -> saga_runtime::RuntimeConfig {
+    saga_runtime::RuntimeConfig {
+        http: listen(),
+        database: database(suite, service),
+        kafka: suite.kafka.clone(),
+        registry: registry(suite),
+        consumer: consumer(suite, service),
+        relay,
+        components: Components::default(),
+    }
+}
+
 pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
     let relay = RelayConfig {
         poll_interval_ms: suite.options.relay_poll_ms,
@@ -102,13 +115,7 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
         }
         Service::Inventory => {
             let config = inventory_service::Config {
-                http: listen(),
-                database: database(suite, service),
-                kafka: suite.kafka.clone(),
-                registry: registry(suite),
-                consumer: consumer(suite, service),
-                relay,
-                components: Components::default(),
+                runtime: runtime(suite, service, relay),
             };
             let app = inventory_service::App::build(config)
                 .await
@@ -117,13 +124,7 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
         }
         Service::Payment => {
             let config = payment_service::Config {
-                http: listen(),
-                database: database(suite, service),
-                kafka: suite.kafka.clone(),
-                registry: registry(suite),
-                consumer: consumer(suite, service),
-                relay,
-                components: Components::default(),
+                runtime: runtime(suite, service, relay),
             };
             let app = payment_service::App::build(config)
                 .await
@@ -136,14 +137,8 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
                 shipping.served_countries = countries.clone();
             }
             let config = shipping_service::Config {
-                http: listen(),
-                database: database(suite, service),
-                kafka: suite.kafka.clone(),
-                registry: registry(suite),
-                consumer: consumer(suite, service),
+                runtime: runtime(suite, service, relay),
                 order_events_consumer: None,
-                relay,
-                components: Components::default(),
                 shipping,
             };
             let app = shipping_service::App::build(config)

@@ -10,7 +10,7 @@ use saga_contracts::{Codec, Metadata, StockLine};
 use saga_outbox::Outbox;
 use sqlx::PgPool;
 
-use crate::bus::registry_codec;
+use crate::support::registry_codec;
 use crate::support::{fresh_pool, sku};
 
 struct Ctx {

@@ -1,7 +1,6 @@
 //! inventory-service integration tests against real Postgres (and, for the wiring test, the
 //! real broker and schema registry).
 
-mod bus;
 mod handler;
 mod http;
 mod stock;

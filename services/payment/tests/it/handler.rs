@@ -11,7 +11,7 @@ use saga_contracts::{Codec, Currency, Metadata, Money};
 use saga_outbox::Outbox;
 use sqlx::PgPool;
 
-use crate::bus::registry_codec;
+use crate::support::registry_codec;
 use crate::support::{customer, fresh_pool};
 
 struct Ctx {

@@ -1,7 +1,6 @@
 //! payment-service integration tests against real Postgres (and, for the handler and wiring
 //! tests, the real broker and schema registry).
 
-mod bus;
 mod handler;
 mod http;
 mod payments;

@@ -10,8 +10,8 @@ use shipping_service::handler::{CommandHandler, OrderEventHandler};
 use shipping_service::shipments::ServedCountries;
 use sqlx::PgPool;
 
-use crate::bus::registry_codec;
 use crate::support::fresh_pool;
+use crate::support::registry_codec;
 
 struct Ctx {
     pool: PgPool,

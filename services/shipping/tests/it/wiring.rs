@@ -9,7 +9,7 @@ use saga_contracts::{Address, Metadata, StockLine};
 use shipping_service::{App, Config};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::Bus;
+use crate::support::Bus;
 
 #[tokio::test]
 async fn schedules_on_command_and_dispatches_on_approval() {
@@ -67,4 +67,22 @@ async fn schedules_on_command_and_dispatches_on_approval() {
 
     shutdown.cancel();
     running.await.unwrap().unwrap();
+}
+
+/// One `APP_CONSUMER__*` variable alone used to empty the consumer group id (the section then
+/// took `ConsumerConfig::default()`) and the binary refused to start.
+#[tokio::test]
+async fn the_binary_starts_with_a_single_consumer_variable() {
+    let bus = crate::support::Bus::new().await;
+    let db = saga_testkit::TestStack::get().await.fresh_database().await;
+    let mut env = bus.binary_env(&db.url);
+    env.push(("APP_CONSUMER__MEMBERSHIP".into(), "assign".into()));
+    let mut binary =
+        saga_runtime::testing::start_binary(env!("CARGO_BIN_EXE_shipping-service"), &env).await;
+    assert!(
+        binary.child.try_wait().unwrap().is_none(),
+        "exited after starting: {:?}",
+        binary.output
+    );
+    binary.child.kill().await.unwrap();
 }

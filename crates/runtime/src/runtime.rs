@@ -1,0 +1,197 @@
+//! [`Runtime`]: a service's parts built and ready, run as one unit.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use saga_consumer::{Consumer, ConsumerConfig, Handler};
+use saga_contracts::Codec;
+use saga_outbox::{Outbox, Relay};
+use saga_service_kit::app::{TaskError, Tasks};
+use saga_service_kit::http as kit_http;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RuntimeConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("database")]
+    Db(#[from] saga_service_kit::DbError),
+    #[error("schema registry")]
+    Registry(#[from] saga_contracts::RegistryError),
+    #[error("http listener")]
+    Http(#[from] std::io::Error),
+    #[error("kafka consumer")]
+    Consumer(#[from] saga_consumer::ConsumerError),
+    #[error("outbox relay")]
+    Relay(#[from] saga_outbox::OutboxError),
+    #[error(transparent)]
+    Tasks(#[from] TaskError),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type PartFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+type Part = Box<dyn FnOnce(CancellationToken) -> PartFuture + Send>;
+
+/// A service's database, codec, listener, relay, consumers and extra tasks; [`Runtime::run`]
+/// starts them under one token.
+pub struct Runtime {
+    name: &'static str,
+    config: RuntimeConfig,
+    pool: PgPool,
+    codec: Codec,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    relay: Option<Relay>,
+    parts: Vec<(&'static str, Part)>,
+}
+
+impl Runtime {
+    /// Connects, migrates (outbox, inbox, then `migrator`), registers every schema, builds the
+    /// relay and binds the listener. A schema the registry refuses fails the build: better not
+    /// to start than to publish what nobody can read.
+    pub async fn build(
+        name: &'static str,
+        config: RuntimeConfig,
+        migrator: &'static Migrator,
+    ) -> Result<Runtime, RuntimeError> {
+        let pool = saga_service_kit::db::connect(&config.database).await?;
+        migrate(&pool, migrator).await?;
+        let codec = Codec::new(&config.registry.url);
+        codec.register_all().await?;
+        let relay = if config.components.relay {
+            Some(Relay::new(
+                pool.clone(),
+                &config.kafka,
+                config.relay.clone(),
+            )?)
+        } else {
+            None
+        };
+        let listener = kit_http::bind(&config.http).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Runtime {
+            name,
+            config,
+            pool,
+            codec,
+            listener,
+            local_addr,
+            relay,
+            parts: Vec::new(),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// An outbox on this service's codec, for handlers and HTTP routes that publish.
+    pub fn outbox(&self) -> Outbox {
+        Outbox::new(self.codec.clone())
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The `consumer` section, its group id defaulted to the service's name.
+    pub fn consumer_config(&self) -> ConsumerConfig {
+        self.config.consumer_for(self.name)
+    }
+
+    /// Adds a consumer of `H`'s topic as the part `name`, when `components.consumer` is on
+    /// (otherwise the handler is dropped: tests call it directly).
+    pub fn add_consumer<H: Handler>(
+        &mut self,
+        name: &'static str,
+        config: ConsumerConfig,
+        handler: H,
+    ) -> Result<(), RuntimeError> {
+        if !self.config.components.consumer {
+            return Ok(());
+        }
+        let consumer = Consumer::new(
+            &self.config.kafka,
+            config,
+            self.pool.clone(),
+            self.codec.clone(),
+            handler,
+        )?;
+        self.add_task(name, move |token| consumer.run(token));
+        Ok(())
+    }
+
+    /// Adds a long-lived part (a projector, a retry loop): started by [`Runtime::run`] with
+    /// the shared token, expected to return only once that token is cancelled.
+    pub fn add_task<F, E>(
+        &mut self,
+        name: &'static str,
+        part: impl FnOnce(CancellationToken) -> F + Send + 'static,
+    ) where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.parts.push((
+            name,
+            Box::new(move |token| Box::pin(async move { part(token).await.map_err(Into::into) })),
+        ));
+    }
+
+    /// Runs the HTTP server (`router` plus health and metrics), the relay and every added
+    /// part until `shutdown` is cancelled or one of them fails (which stops the others).
+    pub async fn run(
+        self,
+        router: axum::Router,
+        shutdown: CancellationToken,
+    ) -> Result<(), RuntimeError> {
+        let mut tasks = Tasks::new(shutdown);
+        let token = tasks.token();
+        if self.config.components.http {
+            let router = router
+                .merge(kit_http::health_router(vec![(
+                    "database",
+                    kit_http::db_check(self.pool.clone()),
+                )]))
+                .merge(kit_http::metrics_router());
+            tasks.spawn(
+                "http",
+                kit_http::serve(self.listener, router, token.clone()),
+            );
+        }
+        if let Some(relay) = self.relay {
+            tasks.spawn("relay", relay.run(token.clone()));
+        }
+        for (name, part) in self.parts {
+            tasks.spawn(name, part(token.clone()));
+        }
+        Ok(tasks.join().await?)
+    }
+}
+
+/// Runs the outbox and inbox migrations, then the service's own.
+pub async fn migrate(
+    pool: &PgPool,
+    migrator: &'static Migrator,
+) -> Result<(), saga_service_kit::DbError> {
+    saga_service_kit::db::migrate(
+        pool,
+        &[&saga_outbox::MIGRATOR, &saga_inbox::MIGRATOR, migrator],
+    )
+    .await
+}
