@@ -74,7 +74,7 @@ where
     }
 }
 
-/// The sections every participant shares (`saga_runtime::RuntimeConfig`).
+/// The sections every service but order shares (`saga_runtime::RuntimeConfig`).
 fn runtime(suite: &Suite, service: Service, relay: RelayConfig) -> saga_runtime::RuntimeConfig {
     saga_runtime::RuntimeConfig {
         http: listen(),
@@ -148,13 +148,7 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
         }
         Service::Orchestrator => {
             let config = orchestrator_service::Config {
-                http: listen(),
-                database: database(suite, service),
-                kafka: suite.kafka.clone(),
-                registry: registry(suite),
-                consumer: consumer(suite, service),
-                relay,
-                components: Components::default(),
+                runtime: runtime(suite, service, relay),
                 saga: orchestrator_service::SagaConfig {
                     retry_timeout_ms: suite.options.retry_timeout_ms,
                     retry_max_backoff_ms: suite.options.retry_timeout_ms * 4,

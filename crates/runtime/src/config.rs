@@ -21,7 +21,8 @@ pub struct RuntimeConfig {
     #[serde(default)]
     pub kafka: KafkaConfig,
     pub registry: RegistryConfig,
-    /// `group_id` empty or unset means the service's name ([`RuntimeConfig::consumer_for`]).
+    /// `group_id` empty or unset means the service's default group
+    /// ([`ServiceConfig::DEFAULT_GROUP`], [`RuntimeConfig::consumer_for`]).
     /// A plain `#[serde(default)]` on purpose: a default *function* would only apply when the
     /// whole section is missing, and setting any one `APP_CONSUMER__*` variable would leave
     /// the group id empty.
@@ -46,12 +47,12 @@ impl RuntimeConfig {
         "components",
     ];
 
-    /// The `consumer` section with an empty group id replaced by `service` (the one place
-    /// that decides the default group of every service).
-    pub fn consumer_for(&self, service: &str) -> ConsumerConfig {
+    /// The `consumer` section with an empty group id replaced by `default_group` (the one
+    /// place that decides the default group of every service).
+    pub fn consumer_for(&self, default_group: &str) -> ConsumerConfig {
         let mut consumer = self.consumer.clone();
         if consumer.group_id.trim().is_empty() {
-            consumer.group_id = service.to_owned();
+            consumer.group_id = default_group.to_owned();
         }
         consumer
     }
@@ -61,6 +62,8 @@ impl RuntimeConfig {
 pub trait ServiceConfig: DeserializeOwned {
     /// The service's name: the default consumer group and the telemetry service name.
     const NAME: &'static str;
+    /// The consumer group when `consumer.group_id` is empty or unset.
+    const DEFAULT_GROUP: &'static str = Self::NAME;
     /// The service's own top-level keys (besides [`RuntimeConfig::SECTIONS`]).
     const SECTIONS: &'static [&'static str] = &[];
 
@@ -93,7 +96,7 @@ pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, LoadError> {
     }
     let mut config: C = figment.extract().map_err(ConfigError::from)?;
     let runtime = config.runtime_mut();
-    runtime.consumer = runtime.consumer_for(C::NAME);
+    runtime.consumer = runtime.consumer_for(C::DEFAULT_GROUP);
     Ok(config)
 }
 

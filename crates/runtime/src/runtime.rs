@@ -39,7 +39,7 @@ type Part = Box<dyn FnOnce(CancellationToken) -> PartFuture + Send>;
 /// A service's database, codec, listener, relay, consumers and extra tasks; [`Runtime::run`]
 /// starts them under one token.
 pub struct Runtime {
-    name: &'static str,
+    default_group: &'static str,
     config: RuntimeConfig,
     pool: PgPool,
     codec: Codec,
@@ -53,8 +53,10 @@ impl Runtime {
     /// Connects, migrates (outbox, inbox, then `migrator`), registers every schema, builds the
     /// relay and binds the listener. A schema the registry refuses fails the build: better not
     /// to start than to publish what nobody can read.
+    /// `default_group` is the consumer group when `consumer.group_id` is empty (the service's
+    /// [`crate::ServiceConfig::DEFAULT_GROUP`]).
     pub async fn build(
-        name: &'static str,
+        default_group: &'static str,
         config: RuntimeConfig,
         migrator: &'static Migrator,
     ) -> Result<Runtime, RuntimeError> {
@@ -74,7 +76,7 @@ impl Runtime {
         let listener = kit_http::bind(&config.http).await?;
         let local_addr = listener.local_addr()?;
         Ok(Runtime {
-            name,
+            default_group,
             config,
             pool,
             codec,
@@ -83,10 +85,6 @@ impl Runtime {
             relay,
             parts: Vec::new(),
         })
-    }
-
-    pub fn name(&self) -> &'static str {
-        self.name
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -110,9 +108,9 @@ impl Runtime {
         self.local_addr
     }
 
-    /// The `consumer` section, its group id defaulted to the service's name.
+    /// The `consumer` section, its group id defaulted to the service's default group.
     pub fn consumer_config(&self) -> ConsumerConfig {
-        self.config.consumer_for(self.name)
+        self.config.consumer_for(self.default_group)
     }
 
     /// Adds a consumer of `H`'s topic as the part `name`, when `components.consumer` is on

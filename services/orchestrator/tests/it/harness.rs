@@ -55,17 +55,19 @@ pub async fn registry_url() -> String {
 
 pub fn config(db_url: &str, registry: &str, saga: SagaConfig, components: Components) -> Config {
     Config {
-        http: HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        runtime: saga_runtime::RuntimeConfig {
+            http: HttpConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+            },
+            database: DatabaseConfig::new(db_url),
+            kafka: Default::default(),
+            registry: RegistryConfig {
+                url: registry.to_owned(),
+            },
+            consumer: Default::default(),
+            relay: Default::default(),
+            components,
         },
-        database: DatabaseConfig::new(db_url),
-        kafka: Default::default(),
-        registry: RegistryConfig {
-            url: registry.to_owned(),
-        },
-        consumer: Default::default(),
-        relay: Default::default(),
-        components,
         saga,
     }
 }

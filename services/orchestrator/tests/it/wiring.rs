@@ -86,16 +86,16 @@ async fn a_saga_runs_through_the_broker_from_order_placed_to_rejected() {
         },
         Components::default(),
     );
-    config.kafka = KafkaConfig {
+    config.runtime.kafka = KafkaConfig {
         bootstrap_servers: stack.kafka_bootstrap().to_owned(),
         topic_prefix: prefix.clone(),
         ..KafkaConfig::default()
     };
-    config.consumer = ConsumerConfig {
+    config.runtime.consumer = ConsumerConfig {
         membership: Membership::Assign,
         ..ConsumerConfig::new("orchestrator-wiring")
     };
-    let kafka = config.kafka.clone();
+    let kafka = config.runtime.kafka.clone();
     let app = App::build(config).await.unwrap();
     let pool = app.pool().clone();
     let token = tokio_util::sync::CancellationToken::new();
