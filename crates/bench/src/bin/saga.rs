@@ -18,7 +18,7 @@ use clap::Parser;
 use futures::StreamExt;
 use saga_bench::cpu::Watch;
 use saga_bench::hop::HopProbe;
-use saga_bench::stats::{Samples, Summary, ms};
+use saga_bench::stats::{Samples, ms};
 use saga_contracts::OrderId;
 use saga_e2e::{Service, Suite, SuiteOptions, eur, order_body};
 use saga_testkit::TestStack;
@@ -34,12 +34,13 @@ const HOPS_TO_APPROVED: u32 = 8;
 #[derive(Parser, Debug)]
 #[command(name = "bench-saga", about)]
 struct Args {
-    /// Orders placed in the measured run.
+    /// Most orders of one phase (a phase places 50 per order in flight, at least 50).
     #[arg(long, default_value_t = 2000)]
     orders: usize,
-    /// Orders in flight over HTTP at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Orders in flight over HTTP at once, one phase each: low concurrency shows the latency
+    /// floor, high concurrency the throughput.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
     /// Consumer `fetch.wait.max.ms` of every service (tansu's per-hop latency floor).
     #[arg(long, default_value_t = 10)]
     fetch_wait_ms: u32,
@@ -106,13 +107,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let hop_idle = probe.measure(200, 100).await?;
 
     let order_pool = suite.pool(Service::Order).clone();
-    let placer = Placer {
+    let mut placer = Placer {
         suite: &suite,
         skus: &skus,
         customers: &customers,
-        concurrency: args.concurrency,
+        concurrency: 8,
+        next: 0,
     };
-    let (warm, _) = placer.place(0, args.warmup).await?;
+    let warm = placer.place(args.warmup).await?.0;
     wait_final(&order_pool, &warm).await?;
 
     let watch = Watch::stack(&[]).postgres_databases(
@@ -121,48 +123,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .map(|(s, db)| (format!("pg:{}", short(*s)), db.clone()))
             .collect::<Vec<_>>(),
     );
-    let commits_before = commits(&admin, &databases).await?;
-    let wal_before = wal(&admin).await?;
-    let cpu_from = watch.read();
-    let started = Instant::now();
 
-    // Probes under load, at a steady rate while the sagas run.
-    probe.take();
-    let loading = Arc::new(AtomicBool::new(true));
-    let prober = {
-        let (probe, loading) = (probe.clone(), loading.clone());
-        let every = Duration::from_secs_f64(1.0 / f64::from(args.hop_rate.max(1)));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            while loading.load(Ordering::Relaxed) {
-                ticker.tick().await;
-                probe.send();
-            }
-        })
-    };
-    let (orders, post) = placer.place(args.warmup, args.orders).await?;
-    let placed_secs = started.elapsed().as_secs_f64();
-    wait_final(&order_pool, &orders).await?;
-    let wall = started.elapsed().as_secs_f64();
-    let cpu = watch.usage(&cpu_from, &watch.read());
-    loading.store(false, Ordering::Relaxed);
-    prober.await?;
-    let hop_loaded = probe.take();
-
-    let outcome = outcomes(&order_pool, &orders).await?;
-    let commits_after = settled_commits(&admin, &databases, &commits_before).await?;
-    let wal_after = wal(&admin).await?;
-    let mut batches = Vec::new();
-    for (service, _) in &databases {
-        batches.push((*service, batch_sizes(suite.pool(*service)).await?));
-    }
-
-    // ---- report ----
-    let n = orders.len();
     println!("# saga benchmark");
     println!(
-        "{n} orders, {} in flight over HTTP, fetch.wait.max.ms {}, pool {} per service, {} SKUs, {} customers; services in-process ({}), CPU from {}",
-        args.concurrency,
+        "fetch.wait.max.ms {}, pool {} per service, {} SKUs, {} customers, one item per order; services in-process ({}); CPU from {}",
         args.fetch_wait_ms,
         args.db_max_connections,
         args.skus,
@@ -174,78 +138,112 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         watch.source
     );
-    println!();
-    println!("| figure | value |");
-    println!("|---|---|");
-    println!(
-        "| completed sagas/s (first placed -> last approved, DB clock) | {:.0} |",
-        outcome.throughput
-    );
-    println!(
-        "| wall: all {n} placed / all final | {placed_secs:.2} s / {wall:.2} s ({:.0} sagas/s) |",
-        n as f64 / wall
-    );
-    println!(
-        "| approved / rejected / not final | {} / {} / {} |",
-        outcome.approved, outcome.rejected, outcome.missing
-    );
-    if let Some(s) = outcome.latency.summary() {
+    if let Some(h) = hop_idle.summary() {
         println!(
-            "| saga latency placed -> APPROVED p50 / p95 / p99 / max ms | {} / {} / {} / {} |",
-            ms(s.p50),
-            ms(s.p95),
-            ms(s.p99),
-            ms(s.max)
-        );
-        let per_hop = s.p50 / HOPS_TO_APPROVED;
-        println!(
-            "| saga p50 / {HOPS_TO_APPROVED} hops | {} ms per hop |",
-            ms(per_hop)
+            "broker hop, idle broker: p50 {} ms, p99 {} ms; x {HOPS_TO_APPROVED} hops = {} / {} ms",
+            ms(h.p50),
+            ms(h.p99),
+            ms(h.p50 * HOPS_TO_APPROVED),
+            ms(h.p99 * HOPS_TO_APPROVED)
         );
     }
-    for (label, hop) in [("idle", &hop_idle), ("under load", &hop_loaded)] {
-        if let Some(h) = hop.summary() {
-            println!(
-                "| broker hop {label} p50 / p99 ms ({} probes); x {HOPS_TO_APPROVED} hops | {} / {}; {} / {} |",
-                h.count,
+    println!();
+    println!(
+        "| in flight | orders | sagas/s | placed -> APPROVED p50 / p95 / p99 ms | broker hop under load p50 / p99 ms (x {HOPS_TO_APPROVED}: p50) | POST p50 ms | approved / rejected | CPU % of a core | machine busy |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut per_service = Vec::new();
+    for &concurrency in &args.concurrency {
+        // Enough orders to reach a steady state, not so many that low concurrency takes
+        // minutes.
+        let n = (concurrency * 50).clamp(50, args.orders);
+        placer.concurrency = concurrency;
+        let commits_before = commits(&admin, &databases).await?;
+        let wal_before = wal(&admin).await?;
+        let cpu_from = watch.read();
+
+        // Probes under load, at a steady rate while the sagas run.
+        probe.take();
+        let loading = Arc::new(AtomicBool::new(true));
+        let prober = {
+            let (probe, loading) = (probe.clone(), loading.clone());
+            let every = Duration::from_secs_f64(1.0 / f64::from(args.hop_rate.max(1)));
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(every);
+                while loading.load(Ordering::Relaxed) {
+                    ticker.tick().await;
+                    probe.send();
+                }
+            })
+        };
+        let (orders, post) = placer.place(n).await?;
+        wait_final(&order_pool, &orders).await?;
+        let cpu = watch.usage(&cpu_from, &watch.read());
+        loading.store(false, Ordering::Relaxed);
+        prober.await?;
+        let hop = probe.take();
+        let outcome = outcomes(&order_pool, &orders).await?;
+        let commits_after = settled_commits(&admin, &databases, &commits_before).await?;
+        let wal_after = wal(&admin).await?;
+
+        let latency = outcome.latency.summary().map_or("-".to_owned(), |s| {
+            format!("{} / {} / {}", ms(s.p50), ms(s.p95), ms(s.p99))
+        });
+        let hop = hop.summary().map_or("-".to_owned(), |h| {
+            format!(
+                "{} / {} ({})",
                 ms(h.p50),
                 ms(h.p99),
-                ms(h.p50 * HOPS_TO_APPROVED),
-                ms(h.p99 * HOPS_TO_APPROVED)
-            );
-        }
+                ms(h.p50 * HOPS_TO_APPROVED)
+            )
+        });
+        println!(
+            "| {concurrency} | {n} | {:.0} | {latency} | {hop} | {} | {} / {} | {} | {:.0}% |",
+            outcome.throughput,
+            post.summary().map_or("-".to_owned(), |s| ms(s.p50)),
+            outcome.approved,
+            outcome.rejected,
+            cpu.compact(),
+            cpu.machine_busy_pct
+        );
+        let txs: Vec<f64> = databases
+            .iter()
+            .map(|(_, db)| {
+                let delta = commits_after.get(db).copied().unwrap_or(0)
+                    - commits_before.get(db).copied().unwrap_or(0);
+                delta as f64 / n as f64
+            })
+            .collect();
+        let fsyncs = (wal_after.0 - wal_before.0) as f64 / n as f64;
+        per_service.push((concurrency, txs, fsyncs));
     }
+
+    println!();
     println!(
-        "| CPU, % of one core (bench = 5 services + HTTP load) | {} |",
-        cpu.compact()
-    );
-    println!(
-        "| machine busy ({} cores, everyone's work) | {:.0}% |",
-        cpu.cores, cpu.machine_busy_pct
+        "Transactions per saga by service database (all transactions, read-only ones included: relay polls that found nothing, projector catch-ups), and WAL fsyncs per saga (whole cluster):"
     );
     println!();
-    println!("| service DB | transactions per saga | relay rows per tx | consumer msgs per tx |");
-    println!("|---|---|---|---|");
-    let mut total = 0.0;
-    for ((service, db), (_, (relay, consumer))) in databases.iter().zip(&batches) {
-        let delta = commits_after.get(db).copied().unwrap_or(0)
-            - commits_before.get(db).copied().unwrap_or(0);
-        let per = delta as f64 / n as f64;
-        total += per;
+    let names: Vec<&str> = databases.iter().map(|(s, _)| short(*s)).collect();
+    println!("| in flight | {} | all | WAL fsyncs |", names.join(" | "));
+    println!("|---|{}---|---|", "---|".repeat(names.len()));
+    for (concurrency, txs, fsyncs) in per_service {
+        let cells: Vec<String> = txs.iter().map(|t| format!("{t:.2}")).collect();
         println!(
-            "| {} | {per:.2} | {relay:.1} | {consumer:.1} |",
-            short(*service)
+            "| {concurrency} | {} | {:.2} | {fsyncs:.2} |",
+            cells.join(" | "),
+            txs.iter().sum::<f64>()
         );
     }
-    println!("| all | {total:.2} | | |");
     println!();
     println!(
-        "WAL (whole cluster) per saga: {:.2} fsyncs, {:.0} bytes. Transactions above include read-only ones (relay polls that found nothing, projector catch-ups).",
-        (wal_after.0 - wal_before.0) as f64 / n as f64,
-        (wal_after.1 - wal_before.1) as f64 / n as f64
+        "Batch sizes over the whole run (rows per relay transaction / messages per consumer transaction):"
     );
-    if let Some(s) = post.summary() {
-        print_post(&s);
+    println!();
+    println!("| service | relay rows/tx | consumer msgs/tx |");
+    println!("|---|---|---|");
+    for (service, _) in &databases {
+        let (relay, consumer) = batch_sizes(suite.pool(*service)).await?;
+        println!("| {} | {relay:.1} | {consumer:.1} |", short(*service));
     }
 
     token.cancel();
@@ -253,15 +251,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     suite.stop().await;
     admin.close().await;
     Ok(())
-}
-
-fn print_post(s: &Summary) {
-    println!();
-    println!(
-        "POST /orders latency p50 / p99: {} / {} ms",
-        ms(s.p50),
-        ms(s.p99)
-    );
 }
 
 fn short(s: Service) -> &'static str {
@@ -279,20 +268,25 @@ struct Placer<'a> {
     skus: &'a [String],
     customers: &'a [String],
     concurrency: usize,
+    /// Orders placed so far (spreads SKUs and customers round robin across phases).
+    next: usize,
 }
 
 impl Placer<'_> {
-    /// Place orders `first..first + n` with `concurrency` in flight; returns their ids and
-    /// each POST's latency.
-    async fn place(&self, first: usize, n: usize) -> anyhow::Result<(Vec<OrderId>, Samples)> {
+    /// Place `n` orders with `concurrency` in flight; returns their ids and each POST's
+    /// latency.
+    async fn place(&mut self, n: usize) -> anyhow::Result<(Vec<OrderId>, Samples)> {
+        let first = self.next;
+        self.next += n;
+        let this = &*self;
         let results: Vec<anyhow::Result<(OrderId, Duration)>> =
             futures::stream::iter(first..first + n)
                 .map(|i| async move {
-                    let sku = &self.skus[i % self.skus.len()];
-                    let customer = &self.customers[i % self.customers.len()];
+                    let sku = &this.skus[i % this.skus.len()];
+                    let customer = &this.customers[i % this.customers.len()];
                     let body = order_body(customer, &[(sku, 1)], "DE");
                     let sent = Instant::now();
-                    let resp = self.suite.post_order(&body, None).await;
+                    let resp = this.suite.post_order(&body, None).await;
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
                     anyhow::ensure!(status.as_u16() == 202, "POST /orders: {status} {text}");
@@ -303,7 +297,7 @@ impl Placer<'_> {
                         .with_context(|| format!("no order_id in {text}"))?;
                     Ok((id, sent.elapsed()))
                 })
-                .buffer_unordered(self.concurrency)
+                .buffer_unordered(this.concurrency)
                 .collect()
                 .await;
         let mut ids = Vec::with_capacity(n);
@@ -354,7 +348,6 @@ async fn wait_final(pool: &PgPool, orders: &[OrderId]) -> anyhow::Result<()> {
 struct Outcome {
     approved: usize,
     rejected: usize,
-    missing: usize,
     latency: Samples,
     throughput: f64,
 }
@@ -396,7 +389,6 @@ async fn outcomes(pool: &PgPool, orders: &[OrderId]) -> anyhow::Result<Outcome> 
     Ok(Outcome {
         approved: approved.len(),
         rejected,
-        missing: orders.len() - approved.len() - rejected,
         latency,
         throughput: approved.len() as f64 / (last - first),
     })
