@@ -228,3 +228,21 @@ fn merged_lines(
     });
     rx
 }
+
+/// The regression test of the group-id default, shared by every service: the binary `exe`
+/// starts (and stays up) with one `APP_CONSUMER__*` variable and no group id. One such
+/// variable used to replace the whole section with `ConsumerConfig::default()`, whose empty
+/// group id the consumer refused.
+pub async fn assert_starts_with_a_single_consumer_variable(exe: &str) {
+    let bus = Bus::new().await;
+    let db = saga_testkit::TestStack::get().await.fresh_database().await;
+    let mut env = bus.binary_env(&db.url);
+    env.push(("APP_CONSUMER__MEMBERSHIP".into(), "assign".into()));
+    let mut binary = start_binary(exe, &env).await;
+    assert!(
+        binary.child.try_wait().unwrap().is_none(),
+        "exited after starting: {:?}",
+        binary.output
+    );
+    binary.child.kill().await.unwrap();
+}
