@@ -26,6 +26,7 @@ const CURRENCY: &str = "EUR";
 const UNSERVED_CANDIDATES: &[&str] = &["JP", "AU", "BR", "ZA", "IN", "CA"];
 
 pub(crate) async fn run(args: &crate::StackArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
     let stack = args.stack();
     if crate::up_suite(&stack, true).await? != ExitCode::SUCCESS {
         return Ok(ExitCode::FAILURE);
@@ -45,8 +46,15 @@ pub(crate) async fn run(args: &crate::StackArgs) -> anyhow::Result<ExitCode> {
         })
         .context("every candidate country is served; pass fewer --served-countries")?;
     let api = Api::new(&stack)?;
+    let sagas_started = Instant::now();
     let ok = saga_demo(&api, unserved).await?;
     print_next_steps(&api);
+    println!(
+        "\ndemo took {:.1}s: {:.1}s to build and start the suite, {:.1}s for the sagas",
+        started.elapsed().as_secs_f64(),
+        (sagas_started - started).as_secs_f64(),
+        sagas_started.elapsed().as_secs_f64()
+    );
     if ok {
         println!("\ndemo passed: every saga path ended as expected. The suite is still running.");
         Ok(ExitCode::SUCCESS)
