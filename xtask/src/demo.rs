@@ -292,21 +292,22 @@ async fn finish(api: &Api, p: &Path, order_id: &str, placed_at: Instant) -> anyh
         }
         tokio::time::sleep(POLL).await;
     };
-    // Dispatch follows OrderApproved on its own consumer: wait for it too.
+    let took = placed_at.elapsed();
+    // Dispatch follows OrderApproved on its own consumer: wait while the shipment is on its
+    // way to `dispatched` (a refused or cancelled one never gets there).
     let shipment = loop {
         let shipment: Option<Shipment> = api
             .get_opt(&api.shipping, &format!("/shipments/{order_id}"))
             .await?;
         let status = shipment.as_ref().map(|s| s.status.as_str());
-        if status == p.expected.shipment
-            || p.expected.shipment != Some("dispatched")
+        if p.expected.shipment != Some("dispatched")
+            || !matches!(status, None | Some("pending" | "scheduled"))
             || Instant::now() > deadline
         {
             break shipment;
         }
         tokio::time::sleep(POLL).await;
     };
-    let took = placed_at.elapsed();
     let stock: Stock = api
         .get(&api.inventory, &format!("/stock/{}", p.sku))
         .await?;
