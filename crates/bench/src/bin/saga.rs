@@ -34,13 +34,19 @@ const HOPS_TO_APPROVED: u32 = 8;
 #[derive(Parser, Debug)]
 #[command(name = "bench-saga", about)]
 struct Args {
-    /// Most orders of one phase (a phase places 50 per order in flight, at least 50).
+    /// Orders of the `max` phase; a rate phase places `rate x --phase-secs` orders.
     #[arg(long, default_value_t = 2000)]
     orders: usize,
-    /// Orders in flight over HTTP at once, one phase each: low concurrency shows the latency
-    /// floor, high concurrency the throughput.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
-    concurrency: Vec<usize>,
+    /// Phases: offered order rates per second (open loop), or `max` (all orders at once,
+    /// `--concurrency` POSTs in flight). A low rate shows the latency floor, `max` the
+    /// throughput.
+    #[arg(long, value_delimiter = ',', default_value = "5,25,50,max")]
+    phases: Vec<String>,
+    #[arg(long, default_value_t = 10)]
+    phase_secs: u64,
+    /// POSTs in flight at most.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
     /// Consumer `fetch.wait.max.ms` of every service (tansu's per-hop latency floor).
     #[arg(long, default_value_t = 10)]
     fetch_wait_ms: u32,
@@ -104,17 +110,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let token = CancellationToken::new();
     let probe = Arc::new(HopProbe::start(&suite.kafka, "bench.hop", token.clone()).await?);
+    let idle_watch = Watch::stack(&[]);
+    let idle_from = idle_watch.read();
     let hop_idle = probe.measure(200, 100).await?;
+    let idle_cpu = idle_watch.usage(&idle_from, &idle_watch.read());
 
     let order_pool = suite.pool(Service::Order).clone();
     let mut placer = Placer {
         suite: &suite,
         skus: &skus,
         customers: &customers,
-        concurrency: 8,
+        concurrency: args.concurrency,
         next: 0,
     };
-    let warm = placer.place(args.warmup).await?.0;
+    let warm = placer.place(args.warmup, None).await?.0;
     wait_final(&order_pool, &warm).await?;
 
     let watch = Watch::stack(&[]).postgres_databases(
@@ -147,17 +156,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ms(h.p99 * HOPS_TO_APPROVED)
         );
     }
+    println!(
+        "CPU of the idle suite meanwhile (only the 200 probes in 2 s; consumers polling): {}, machine busy {:.0}%",
+        idle_cpu.compact(),
+        idle_cpu.machine_busy_pct
+    );
     println!();
     println!(
-        "| in flight | orders | sagas/s | placed -> APPROVED p50 / p95 / p99 ms | broker hop under load p50 / p99 ms (x {HOPS_TO_APPROVED}: p50) | POST p50 ms | approved / rejected | CPU % of a core | machine busy |"
+        "| orders/s offered | orders | sagas/s | placed -> APPROVED p50 / p95 / p99 ms | broker hop under load p50 / p99 ms (x {HOPS_TO_APPROVED}: p50) | POST p50 ms | approved / rejected | CPU % of a core | machine busy |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut per_service = Vec::new();
-    for &concurrency in &args.concurrency {
-        // Enough orders to reach a steady state, not so many that low concurrency takes
-        // minutes.
-        let n = (concurrency * 50).clamp(50, args.orders);
-        placer.concurrency = concurrency;
+    for phase in &args.phases {
+        let rate: Option<u32> = match phase.as_str() {
+            "max" => None,
+            r => Some(
+                r.parse()
+                    .with_context(|| format!("phase {r}: a rate or `max`"))?,
+            ),
+        };
+        let n = rate.map_or(args.orders, |r| (u64::from(r) * args.phase_secs) as usize);
         let commits_before = commits(&admin, &databases).await?;
         let wal_before = wal(&admin).await?;
         let cpu_from = watch.read();
@@ -176,7 +194,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
             })
         };
-        let (orders, post) = placer.place(n).await?;
+        let (orders, post) = placer.place(n, rate).await?;
         wait_final(&order_pool, &orders).await?;
         let cpu = watch.usage(&cpu_from, &watch.read());
         loading.store(false, Ordering::Relaxed);
@@ -198,7 +216,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
         });
         println!(
-            "| {concurrency} | {n} | {:.0} | {latency} | {hop} | {} | {} / {} | {} | {:.0}% |",
+            "| {phase} | {n} | {:.0} | {latency} | {hop} | {} | {} / {} | {} | {:.0}% |",
             outcome.throughput,
             post.summary().map_or("-".to_owned(), |s| ms(s.p50)),
             outcome.approved,
@@ -215,7 +233,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect();
         let fsyncs = (wal_after.0 - wal_before.0) as f64 / n as f64;
-        per_service.push((concurrency, txs, fsyncs));
+        per_service.push((phase, txs, fsyncs));
     }
 
     println!();
@@ -224,12 +242,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!();
     let names: Vec<&str> = databases.iter().map(|(s, _)| short(*s)).collect();
-    println!("| in flight | {} | all | WAL fsyncs |", names.join(" | "));
+    println!(
+        "| orders/s offered | {} | all | WAL fsyncs |",
+        names.join(" | ")
+    );
     println!("|---|{}---|---|", "---|".repeat(names.len()));
-    for (concurrency, txs, fsyncs) in per_service {
+    for (phase, txs, fsyncs) in per_service {
         let cells: Vec<String> = txs.iter().map(|t| format!("{t:.2}")).collect();
         println!(
-            "| {concurrency} | {} | {:.2} | {fsyncs:.2} |",
+            "| {phase} | {} | {:.2} | {fsyncs:.2} |",
             cells.join(" | "),
             txs.iter().sum::<f64>()
         );
@@ -273,15 +294,24 @@ struct Placer<'a> {
 }
 
 impl Placer<'_> {
-    /// Place `n` orders with `concurrency` in flight; returns their ids and each POST's
-    /// latency.
-    async fn place(&mut self, n: usize) -> anyhow::Result<(Vec<OrderId>, Samples)> {
+    /// Place `n` orders, at `rate` per second (open loop) or all at once, with at most
+    /// `concurrency` POSTs in flight; returns their ids and each POST's latency.
+    async fn place(
+        &mut self,
+        n: usize,
+        rate: Option<u32>,
+    ) -> anyhow::Result<(Vec<OrderId>, Samples)> {
         let first = self.next;
         self.next += n;
         let this = &*self;
+        let start = tokio::time::Instant::now();
         let results: Vec<anyhow::Result<(OrderId, Duration)>> =
             futures::stream::iter(first..first + n)
                 .map(|i| async move {
+                    if let Some(r) = rate {
+                        let due = (i - first) as f64 / f64::from(r.max(1));
+                        tokio::time::sleep_until(start + Duration::from_secs_f64(due)).await;
+                    }
                     let sku = &this.skus[i % this.skus.len()];
                     let customer = &this.customers[i % this.customers.len()];
                     let body = order_body(customer, &[(sku, 1)], "DE");
