@@ -114,18 +114,14 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
             spawn(app.local_addr(), |t| app.run(t))
         }
         Service::Inventory => {
-            let config = inventory_service::Config {
-                runtime: runtime(suite, service, relay),
-            };
+            let config = inventory_service::Config::new(runtime(suite, service, relay));
             let app = inventory_service::App::build(config)
                 .await
                 .unwrap_or_else(|e| panic!("start inventory-service: {e}"));
             spawn(Some(app.local_addr()), |t| app.run(t))
         }
         Service::Payment => {
-            let config = payment_service::Config {
-                runtime: runtime(suite, service, relay),
-            };
+            let config = payment_service::Config::new(runtime(suite, service, relay));
             let app = payment_service::App::build(config)
                 .await
                 .unwrap_or_else(|e| panic!("start payment-service: {e}"));

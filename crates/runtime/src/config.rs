@@ -71,6 +71,54 @@ pub trait ServiceConfig: DeserializeOwned {
     fn runtime_mut(&mut self) -> &mut RuntimeConfig;
 }
 
+/// Names a service whose configuration is the shared sections only.
+pub trait ServiceName: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+/// The whole configuration of a service that reads only [`RuntimeConfig`]'s sections
+/// (inventory, payment): `pub type Config = SharedConfig<Name>;` instead of a struct and a
+/// [`ServiceConfig`] impl per service.
+#[derive(Deserialize)]
+#[serde(bound = "")]
+pub struct SharedConfig<N> {
+    #[serde(flatten)]
+    pub runtime: RuntimeConfig,
+    #[serde(skip)]
+    name: std::marker::PhantomData<fn() -> N>,
+}
+
+impl<N> SharedConfig<N> {
+    pub fn new(runtime: RuntimeConfig) -> Self {
+        Self {
+            runtime,
+            name: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<N> Clone for SharedConfig<N> {
+    fn clone(&self) -> Self {
+        Self::new(self.runtime.clone())
+    }
+}
+
+impl<N> std::fmt::Debug for SharedConfig<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.runtime.fmt(f)
+    }
+}
+
+impl<N: ServiceName> ServiceConfig for SharedConfig<N> {
+    const NAME: &'static str = N::NAME;
+    fn runtime(&self) -> &RuntimeConfig {
+        &self.runtime
+    }
+    fn runtime_mut(&mut self) -> &mut RuntimeConfig {
+        &mut self.runtime
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]

@@ -10,8 +10,7 @@ pub mod payments;
 
 use std::net::SocketAddr;
 
-use saga_runtime::{Runtime, RuntimeConfig, ServiceConfig};
-use serde::Deserialize;
+use saga_runtime::{Runtime, ServiceName, SharedConfig};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio_util::sync::CancellationToken;
@@ -25,20 +24,13 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The shared sections only (`http`, `database`, `kafka`, `registry`, `consumer`, `relay`,
 /// `components`); the consumer group defaults to [`SERVICE_NAME`].
-#[derive(Debug, Clone, Deserialize)]
-pub struct Config {
-    #[serde(flatten)]
-    pub runtime: RuntimeConfig,
-}
+pub type Config = SharedConfig<PaymentService>;
 
-impl ServiceConfig for Config {
+/// Names this service for [`SharedConfig`].
+pub struct PaymentService;
+
+impl ServiceName for PaymentService {
     const NAME: &'static str = SERVICE_NAME;
-    fn runtime(&self) -> &RuntimeConfig {
-        &self.runtime
-    }
-    fn runtime_mut(&mut self) -> &mut RuntimeConfig {
-        &mut self.runtime
-    }
 }
 
 pub type AppError = saga_runtime::RuntimeError;
