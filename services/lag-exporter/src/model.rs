@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One partition of one group as the broker reported it in one poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Observation {
 }
 
 /// Burrow's evaluation of a group, worst first when ordered descending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum GroupStatus {
     /// No lag, or the group commits and its lag is not growing.
@@ -64,7 +64,7 @@ pub struct Rules {
 }
 
 /// The lag of one partition for one group, as exported.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PartitionLag {
     pub topic: String,
     pub partition: i32,
@@ -78,7 +78,7 @@ pub struct PartitionLag {
 }
 
 /// One group's evaluation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupLag {
     pub group: String,
     pub status: GroupStatus,
