@@ -79,7 +79,8 @@ pub struct SuiteOptions {
     pub group_membership: Vec<Service>,
     /// One more in-process instance per entry (same database, same consumer groups).
     pub extra_instances: Vec<Service>,
-    /// Per-hop latency floor on tansu (its fetch long-poll does not wake on new data).
+    /// `fetch.wait.max.ms` of every consumer: no latency cost on the patched broker, which
+    /// answers a fetch when data arrives; it only paces idle consumers.
     pub fetch_wait_max_ms: u32,
     /// Safety-net poll of every outbox relay (they are woken by NOTIFY).
     pub relay_poll_ms: u64,
@@ -99,7 +100,7 @@ impl Default for SuiteOptions {
             processes: Vec::new(),
             group_membership: Vec::new(),
             extra_instances: Vec::new(),
-            fetch_wait_max_ms: 10,
+            fetch_wait_max_ms: saga_stack::SUITE_FETCH_WAIT_MS,
             relay_poll_ms: 200,
             retry_timeout_ms: 3_000,
             retry_interval_ms: 100,

@@ -163,9 +163,14 @@ async fn main() -> ExitCode {
 /// `cargo build` of the registry and the five services (debug, as `HttpService` expects),
 /// then `up`. The build is a no-op check when nothing changed.
 pub(crate) async fn up_suite(stack: &Stack, build: bool) -> anyhow::Result<ExitCode> {
+    // On a new machine the broker build (release, minutes) runs beside the services' build
+    // instead of after it: both have long single-crate stretches that leave a core idle.
+    let tansu_bin = stack.config().tansu_bin.clone();
+    let broker = tokio::task::spawn_blocking(move || saga_stack::ensure_tansu(&tansu_bin));
     if build && !build_suite().await? {
         return Ok(ExitCode::FAILURE);
     }
+    broker.await.context("broker build task")??;
     up(stack).await?;
     Ok(ExitCode::SUCCESS)
 }

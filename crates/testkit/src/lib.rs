@@ -147,8 +147,7 @@ impl TestStack {
         name
     }
 
-    /// rdkafka settings for this broker and consumer group `group`, with the fetch wait kept
-    /// small because tansu's fetch long-poll does not wake up on new data.
+    /// rdkafka settings for this broker and consumer group `group`.
     pub fn kafka_client_config(&self, group: &str) -> ClientConfig {
         let mut cfg = saga_stack::kafka_client_config(&self.kafka_bootstrap);
         cfg.set("group.id", group);
