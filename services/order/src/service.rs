@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 
-use crate::domain::{DomainError, Order, OrderEvent, RecordedEvent};
+use crate::domain::{DomainError, Order, OrderEvent, OrderStatus, RecordedEvent};
 use crate::messages::{self, Publisher};
 use crate::placement::{self, FieldError, PlaceOrderRequest};
 use crate::projection::{self, OrderSummary, Projector};
@@ -47,8 +47,7 @@ impl From<sqlx::Error> for ServiceError {
 pub struct PlacedOrder {
     #[schema(value_type = String, format = Uuid)]
     pub order_id: OrderId,
-    #[schema(example = "PENDING")]
-    pub status: String,
+    pub status: OrderStatus,
     pub version: i32,
     /// Global sequence of the OrderPlaced event; pass it to `GET /orders?customer_id=` to
     /// read your own write from the read model.
@@ -131,7 +130,7 @@ impl Orders {
 
         let placed = PlacedOrder {
             order_id,
-            status: "PENDING".into(),
+            status: OrderStatus::Pending,
             version: 1,
             consistency_token: seq.to_string(),
             total_minor: total.amount_minor,
