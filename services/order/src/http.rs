@@ -30,6 +30,7 @@ pub fn router(orders: Orders) -> Router {
         .route("/orders", post(place_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/events", get(order_events))
+        .route("/orders/{id}/stream", get(order_stream))
         .route("/catalog", get(list_catalog))
         .route("/catalog/{sku}", put(put_price))
         .route("/openapi.json", get(openapi_json))
@@ -54,6 +55,7 @@ pub fn admin_routes(orders: Orders) -> Router {
         place_order,
         get_order,
         order_events,
+        order_stream,
         list_orders,
         list_catalog,
         put_price,
@@ -440,6 +442,65 @@ fn event_view(e: &RecordedEvent) -> EventView {
         recorded_at: e.recorded_at,
         data: tagged.get("data").cloned().unwrap_or_default(),
     }
+}
+
+/// How often an open stream re-reads the order when no projector wake-up arrives.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Live status (Server-Sent Events): the current state at once, then every change; event
+/// `id` is the consistency token, so a reconnect with `Last-Event-ID` resumes after it. The
+/// stream ends once the order is APPROVED or REJECTED.
+#[utoipa::path(get, path = "/orders/{id}/stream",
+    params(("id" = String, Path),
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received")),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "`event: order`, `id: <consistency token>`, `data: OrderView`"),
+        (status = 400, body = ProblemView, content_type = "application/problem+json"),
+        (status = 404, body = ProblemView, content_type = "application/problem+json"),
+        (status = 503, body = ProblemView, content_type = "application/problem+json", description = "too many open streams"),
+    ))]
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn order_stream(
+    State(orders): State<Orders>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let order_id = parse_order_id(&id)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    field_problem(
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID",
+                        "must be the id of an event of this stream",
+                    )
+                })
+        })
+        .transpose()?;
+    if orders.current(order_id).await?.is_none() {
+        return Err(Problem::not_found(format!("no order {order_id}")));
+    }
+    let Some(slot) = orders.streams().try_acquire() else {
+        let mut response = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_title("Too many open streams")
+            .with_detail(format!(
+                "this instance serves at most {} open order streams; retry later or poll GET /orders/{order_id}",
+                orders.streams().max()
+            ))
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(response);
+    };
+    Ok(
+        crate::live::stream(orders.clone(), order_id, last_event_id, slot, STREAM_POLL)
+            .into_response(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

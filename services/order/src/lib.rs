@@ -9,6 +9,7 @@
 pub mod commands;
 pub mod domain;
 pub mod http;
+pub mod live;
 pub mod messages;
 pub mod placement;
 pub mod projection;
@@ -65,6 +66,9 @@ pub struct OrderSettings {
     pub read_your_writes_timeout_ms: u64,
     /// Safety-net poll of the projector (it is normally woken by NOTIFY).
     pub projector_poll_ms: u64,
+    /// Open `GET /orders/{id}/stream` connections this instance serves at once; beyond
+    /// it the answer is 503 problem+json.
+    pub max_streams: usize,
 }
 
 impl Default for OrderSettings {
@@ -73,6 +77,7 @@ impl Default for OrderSettings {
             run_projector: true,
             read_your_writes_timeout_ms: 2_000,
             projector_poll_ms: 500,
+            max_streams: service::DEFAULT_MAX_STREAMS,
         }
     }
 }
@@ -101,7 +106,8 @@ impl App {
             Publisher::new(runtime.outbox()),
             projector.clone(),
             Duration::from_millis(config.order.read_your_writes_timeout_ms),
-        );
+        )
+        .with_stream_limit(config.order.max_streams);
         runtime.add_consumer(
             "commands consumer",
             runtime.consumer_config(),

@@ -63,7 +63,11 @@ pub struct Orders {
     publisher: Publisher,
     projector: Projector,
     read_your_writes_timeout: Duration,
+    streams: crate::live::StreamSlots,
 }
+
+/// Open `GET /orders/{id}/stream` connections per instance unless configured.
+pub const DEFAULT_MAX_STREAMS: usize = 1_000;
 
 impl Orders {
     pub fn new(
@@ -77,7 +81,30 @@ impl Orders {
             publisher,
             projector,
             read_your_writes_timeout,
+            streams: crate::live::StreamSlots::new(DEFAULT_MAX_STREAMS),
         }
+    }
+
+    /// Bounds the open order streams at `max`.
+    pub fn with_stream_limit(mut self, max: usize) -> Orders {
+        self.streams = crate::live::StreamSlots::new(max);
+        self
+    }
+
+    pub fn streams(&self) -> &crate::live::StreamSlots {
+        &self.streams
+    }
+
+    pub fn projector(&self) -> &Projector {
+        &self.projector
+    }
+
+    /// The current order and the `global_seq` of its last event (its consistency token).
+    pub async fn current(&self, order_id: OrderId) -> Result<Option<(Order, i64)>, ServiceError> {
+        let mut conn = self.pool.acquire().await?;
+        let events = store::load_events(&mut conn, order_id, None).await?;
+        let last_seq = events.last().map(|e| e.global_seq);
+        Ok(Order::from_events(&events)?.zip(last_seq))
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -219,6 +219,7 @@ async fn a_token_the_read_model_has_not_reached_is_a_503_after_a_bounded_wait() 
     let app = start_with(Options {
         run_projector: false,
         read_your_writes_timeout_ms: 300,
+        ..Options::default()
     })
     .await;
     app.put_price("SKU-1", 100, "EUR").await;

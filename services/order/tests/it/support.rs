@@ -31,6 +31,7 @@ impl Drop for TestApp {
 pub struct Options {
     pub run_projector: bool,
     pub read_your_writes_timeout_ms: u64,
+    pub max_streams: usize,
 }
 
 impl Default for Options {
@@ -38,6 +39,7 @@ impl Default for Options {
         Options {
             run_projector: true,
             read_your_writes_timeout_ms: 2_000,
+            max_streams: 1_000,
         }
     }
 }
@@ -70,6 +72,7 @@ pub async fn start_with(opts: Options) -> TestApp {
             run_projector: opts.run_projector,
             read_your_writes_timeout_ms: opts.read_your_writes_timeout_ms,
             projector_poll_ms: 200,
+            max_streams: opts.max_streams,
         },
     };
     let app = App::build(config).await.expect("app builds");
