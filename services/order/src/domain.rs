@@ -7,7 +7,8 @@ use saga_contracts::{Address, Money, OrderLine};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// What happened to an order, as stored in `order_events.payload` (with `type` next to it).
+/// What happened to an order, as stored in `order_events.payload` (with `type` and
+/// `schema_version` next to it; older versions are raised to this shape by `upcast`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
@@ -18,7 +19,9 @@ pub enum OrderEvent {
         shipping_address: Address,
     },
     OrderApproved {},
+    /// Stored as v2 (`rejection_reason`); v1 rows (`reason`) are raised by `upcast`.
     OrderRejected {
+        #[serde(rename = "rejection_reason")]
         reason: String,
     },
 }

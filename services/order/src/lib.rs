@@ -15,6 +15,7 @@ pub mod placement;
 pub mod projection;
 pub mod service;
 pub mod store;
+pub mod upcast;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -53,7 +53,7 @@ pub async fn project_batch(conn: &mut PgConnection) -> Result<usize, StoreError>
     let last_seq: i64 = checkpoint.try_get("last_seq")?;
 
     let rows = sqlx::query(
-        "SELECT order_id, version, type, payload, recorded_at, global_seq, tx_id::text AS tx \
+        "SELECT order_id, version, type, schema_version, payload, recorded_at, global_seq, tx_id::text AS tx \
          FROM order_events \
          WHERE (tx_id, global_seq) > ($1::text::xid8, $2) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -74,7 +74,11 @@ pub async fn project_batch(conn: &mut PgConnection) -> Result<usize, StoreError>
         let order_id: Uuid = row.try_get("order_id")?;
         let version: i32 = row.try_get("version")?;
         let at: DateTime<Utc> = row.try_get("recorded_at")?;
-        let event = decode_event(row.try_get("type")?, row.try_get("payload")?)?;
+        let event = decode_event(
+            row.try_get("type")?,
+            row.try_get("schema_version")?,
+            row.try_get("payload")?,
+        )?;
         apply(&mut *conn, order_id, version, at, &event).await?;
     }
     sqlx::query(
