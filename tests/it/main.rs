@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod duplicates;
 mod group;
+mod live;
 mod paths;
 mod support;
 mod trace;
