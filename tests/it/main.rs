@@ -7,5 +7,6 @@ mod crash;
 mod duplicates;
 mod group;
 mod paths;
+mod soak;
 mod support;
 mod trace;

@@ -284,7 +284,10 @@ impl Suite {
     /// replaced by [`SuiteOptions::database_hosts`] when set.
     pub fn service_database_url(&self, service: Service) -> String {
         let url = self.database_url(service);
-        match (self.options.database_hosts.get(&service), url.split_once('@')) {
+        match (
+            self.options.database_hosts.get(&service),
+            url.split_once('@'),
+        ) {
             (Some(host), Some((creds, rest))) => {
                 let path = rest.split_once('/').map_or("", |(_, path)| path);
                 format!("{creds}@{host}/{path}")

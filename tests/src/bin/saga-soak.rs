@@ -137,7 +137,10 @@ async fn main() -> ExitCode {
             "report written to {}/soak-report.{{md,json}}",
             args.report_dir.display()
         ),
-        Err(e) => eprintln!("error: write the report to {}: {e}", args.report_dir.display()),
+        Err(e) => eprintln!(
+            "error: write the report to {}: {e}",
+            args.report_dir.display()
+        ),
     }
     if report.passed {
         ExitCode::SUCCESS

@@ -134,7 +134,11 @@ pub struct Books {
 }
 
 impl Books {
-    pub(crate) async fn read(suite: &Suite, endpoints: &Endpoints, placed: &[PlacedOrder]) -> Books {
+    pub(crate) async fn read(
+        suite: &Suite,
+        endpoints: &Endpoints,
+        placed: &[PlacedOrder],
+    ) -> Books {
         let mut errors = Vec::new();
         let http = suite.http();
         let order_url = endpoints.get(Service::Order);
@@ -154,15 +158,14 @@ impl Books {
             .collect()
             .await;
 
-        let sagas: Vec<SagaRow> = sqlx::query_as(
-            "SELECT order_id, state, failure_reason, finished_at FROM sagas",
-        )
-        .fetch_all(suite.pool(Service::Orchestrator))
-        .await
-        .unwrap_or_else(|e| {
-            errors.push(format!("sagas: {e}"));
-            Vec::new()
-        });
+        let sagas: Vec<SagaRow> =
+            sqlx::query_as("SELECT order_id, state, failure_reason, finished_at FROM sagas")
+                .fetch_all(suite.pool(Service::Orchestrator))
+                .await
+                .unwrap_or_else(|e| {
+                    errors.push(format!("sagas: {e}"));
+                    Vec::new()
+                });
         let saga_count = sagas.len() as i64;
         let sagas = sagas.into_iter().map(|s| (s.order_id, s)).collect();
 
@@ -331,7 +334,10 @@ fn read_dead_letters(
         }
     }
     if !remaining.is_empty() {
-        return Err(format!("partitions {:?} not read to the end", remaining.keys()));
+        return Err(format!(
+            "partitions {:?} not read to the end",
+            remaining.keys()
+        ));
     }
     Ok(out)
 }
@@ -436,12 +442,15 @@ pub(crate) fn invariants(
     for (_, id) in &accepted {
         let order = books.orders.get(id).and_then(Option::as_ref);
         let saga = books.sagas.get(id.as_uuid());
-        let ok = match (order.map(|o| o.status.as_str()), saga.map(|s| s.state.as_str())) {
-            (_, Some("incident")) => true,
-            (Some("APPROVED"), Some("completed")) => true,
-            (Some("REJECTED"), Some("aborted")) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (
+                order.map(|o| o.status.as_str()),
+                saga.map(|s| s.state.as_str()),
+            ),
+            (_, Some("incident"))
+                | (Some("APPROVED"), Some("completed"))
+                | (Some("REJECTED"), Some("aborted"))
+        );
         if !ok {
             problems.push(format!(
                 "{id}: order {}, saga {}",
@@ -493,14 +502,20 @@ pub(crate) fn invariants(
     }
     let mut problems = Vec::new();
     for (sku, view) in &books.stock {
-        let initial = if *sku == plan::NO_STOCK_SKU { 0 } else { initial_stock };
+        let initial = if *sku == plan::NO_STOCK_SKU {
+            0
+        } else {
+            initial_stock
+        };
         let Some(s) = view else {
             problems.push(format!("{sku}: no stock row"));
             continue;
         };
         let approved_units = held.get(sku).copied().unwrap_or(0);
         let ledger = books.reserved_lines.get(*sku).copied().unwrap_or(0);
-        if s.available + s.reserved != initial || s.reserved != approved_units || ledger != s.reserved
+        if s.available + s.reserved != initial
+            || s.reserved != approved_units
+            || ledger != s.reserved
         {
             problems.push(format!(
                 "{sku}: initial {initial}, available {} + reserved {} = {}; approved orders hold {approved_units}; reservation ledger {ledger}",
@@ -531,7 +546,11 @@ pub(crate) fn invariants(
     }
     let mut problems = Vec::new();
     for (customer, view) in &books.accounts {
-        let initial = if *customer == plan::BROKE_CUSTOMER { 0 } else { initial_credit };
+        let initial = if *customer == plan::BROKE_CUSTOMER {
+            0
+        } else {
+            initial_credit
+        };
         let Some(a) = view else {
             problems.push(format!("{customer}: no account"));
             continue;
@@ -549,14 +568,17 @@ pub(crate) fn invariants(
     for p in books.payments.values() {
         let approved = approved_ids.contains(&p.order_id);
         match p.status.as_str() {
-            "refunded" if approved => problems.push(format!("{}: approved but refunded", p.order_id)),
+            "refunded" if approved => {
+                problems.push(format!("{}: approved but refunded", p.order_id))
+            }
             "refunded" if p.refunded_minor != p.amount_minor => problems.push(format!(
                 "{}: charged {:?}, refunded {:?}",
                 p.order_id, p.amount_minor, p.refunded_minor
             )),
-            "charged" if !approved => {
-                problems.push(format!("{}: charged but not approved, never refunded", p.order_id))
-            }
+            "charged" if !approved => problems.push(format!(
+                "{}: charged but not approved, never refunded",
+                p.order_id
+            )),
             _ => {}
         }
     }
@@ -570,7 +592,10 @@ pub(crate) fn invariants(
     for id in &approved_ids {
         match books.shipments.get(id).map(String::as_str) {
             Some("dispatched") => {}
-            other => problems.push(format!("{id}: approved, shipment {}", other.unwrap_or("missing"))),
+            other => problems.push(format!(
+                "{id}: approved, shipment {}",
+                other.unwrap_or("missing")
+            )),
         }
     }
     for (id, status) in &books.shipments {
@@ -604,11 +629,17 @@ pub(crate) fn invariants(
         }
         match books.placed_events.get(id) {
             Some(1) => {}
-            n => problems.push(format!("{id}: {} OrderPlaced events", n.copied().unwrap_or(0))),
+            n => problems.push(format!(
+                "{id}: {} OrderPlaced events",
+                n.copied().unwrap_or(0)
+            )),
         }
     }
     for (ledger, ids) in [
-        ("reservations", books.reservations.keys().collect::<Vec<_>>()),
+        (
+            "reservations",
+            books.reservations.keys().collect::<Vec<_>>(),
+        ),
         ("payments", books.payments.keys().collect()),
         ("shipments", books.shipments.keys().collect()),
         ("sagas", books.sagas.keys().collect()),
@@ -629,10 +660,16 @@ pub(crate) fn invariants(
     let mut problems = Vec::new();
     for (key, topic, kind) in &books.dead_letters {
         if !poison.contains(key.as_str()) {
-            problems.push(format!("dead letter not injected: key {key}, from {topic} ({kind})"));
+            problems.push(format!(
+                "dead letter not injected: key {key}, from {topic} ({kind})"
+            ));
         }
     }
-    let lettered: HashSet<&str> = books.dead_letters.iter().map(|(k, _, _)| k.as_str()).collect();
+    let lettered: HashSet<&str> = books
+        .dead_letters
+        .iter()
+        .map(|(k, _, _)| k.as_str())
+        .collect();
     for key in &poison {
         if !lettered.contains(key) {
             problems.push(format!("poison {key} was not dead-lettered"));

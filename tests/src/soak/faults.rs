@@ -174,7 +174,10 @@ async fn heal(ctx: &mut FaultCtx<'_>) -> String {
         if !ctx.suite.is_running(service) {
             ctx.suite.restart(service).await;
             if exited > 0 {
-                healed.push(format!("{} exited and was restarted", service_name(service)));
+                healed.push(format!(
+                    "{} exited and was restarted",
+                    service_name(service)
+                ));
             }
         }
     }

@@ -152,7 +152,11 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
     }
     let mut extra_env = Vec::new();
     if cfg.double_refund {
-        extra_env.push((Service::Payment, DOUBLE_REFUND_SWITCH.to_owned(), "1".to_owned()));
+        extra_env.push((
+            Service::Payment,
+            DOUBLE_REFUND_SWITCH.to_owned(),
+            "1".to_owned(),
+        ));
     }
     let setup_started = Instant::now();
     let mut suite = Suite::start_on(
@@ -224,14 +228,7 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
 
     let drain = check::drain(&suite, &placed, cfg.drain_timeout).await;
     let books = check::Books::read(&suite, &endpoints, &placed).await;
-    let invariants = check::invariants(
-        &books,
-        &placed,
-        &drain,
-        &poison_keys,
-        stock,
-        credit,
-    );
+    let invariants = check::invariants(&books, &placed, &drain, &poison_keys, stock, credit);
     let report = report::build(report::Inputs {
         cfg,
         start_wall,

@@ -68,27 +68,12 @@ impl FaultKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Fault {
-    KillService {
-        service: &'static str,
-        down_ms: u64,
-    },
-    KillBroker {
-        down_ms: u64,
-    },
-    RestartPostgres {
-        down_ms: u64,
-    },
-    CutNetwork {
-        service: &'static str,
-        cut_ms: u64,
-    },
-    Duplicates {
-        window_ms: u64,
-    },
-    Poison {
-        topic: &'static str,
-        count: u32,
-    },
+    KillService { service: &'static str, down_ms: u64 },
+    KillBroker { down_ms: u64 },
+    RestartPostgres { down_ms: u64 },
+    CutNetwork { service: &'static str, cut_ms: u64 },
+    Duplicates { window_ms: u64 },
+    Poison { topic: &'static str, count: u32 },
 }
 
 impl Fault {
@@ -172,7 +157,10 @@ pub fn schedule(
     if kinds.is_empty() {
         return out;
     }
-    let (gap_min, gap_max) = (gap.0.as_millis() as u64, gap.1.as_millis().max(gap.0.as_millis()) as u64);
+    let (gap_min, gap_max) = (
+        gap.0.as_millis() as u64,
+        gap.1.as_millis().max(gap.0.as_millis()) as u64,
+    );
     let mut at = rng.random_range(gap_min..=gap_max) / 2;
     let mut cycle = 0;
     loop {

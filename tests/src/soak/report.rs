@@ -237,7 +237,13 @@ pub(crate) async fn build(inputs: Inputs<'_>) -> Report {
 
     let latency = percentiles(latencies.iter().map(|l| l.0).collect());
     let mut latency_by_outcome = BTreeMap::new();
-    for name in ["approved", "out_of_stock", "declined", "shipping_refused", "timed_out"] {
+    for name in [
+        "approved",
+        "out_of_stock",
+        "declined",
+        "shipping_refused",
+        "timed_out",
+    ] {
         if let Some(p) = percentiles(
             latencies
                 .iter()
@@ -249,14 +255,22 @@ pub(crate) async fn build(inputs: Inputs<'_>) -> Report {
         }
     }
 
-    latencies.sort_by(|a, b| b.0.cmp(&a.0));
+    latencies.sort_by_key(|l| std::cmp::Reverse(l.0));
     let mut slowest = Vec::new();
     for (latency_ms, o, got, placed_ms, finished_ms) in latencies.iter().take(cfg.slowest) {
         let id = o.order_id.expect("accepted");
         let overlapping_faults = faults
             .iter()
-            .filter(|f| (f.started_at_ms as i64) <= *finished_ms && (f.ended_at_ms as i64) >= *placed_ms)
-            .map(|f| format!("{} (at {:.1} s)", f.description, f.started_at_ms as f64 / 1000.0))
+            .filter(|f| {
+                (f.started_at_ms as i64) <= *finished_ms && (f.ended_at_ms as i64) >= *placed_ms
+            })
+            .map(|f| {
+                format!(
+                    "{} (at {:.1} s)",
+                    f.description,
+                    f.started_at_ms as f64 / 1000.0
+                )
+            })
             .collect();
         let saga = suite_saga(suite, id).await;
         let placed_at = books
@@ -370,7 +384,10 @@ impl Report {
                 ""
             }
         );
-        let _ = writeln!(md, "## Invariants\n\n| invariant | result | what it checks |\n|---|---|---|");
+        let _ = writeln!(
+            md,
+            "## Invariants\n\n| invariant | result | what it checks |\n|---|---|---|"
+        );
         for i in &self.invariants {
             let result = if i.pass {
                 "PASS".to_owned()
@@ -380,7 +397,12 @@ impl Report {
             let _ = writeln!(md, "| `{}` | {result} | {} |", i.name, i.what);
         }
         for i in self.invariants.iter().filter(|i| !i.pass) {
-            let _ = writeln!(md, "\n`{}` violations (first {}):\n", i.name, i.examples.len());
+            let _ = writeln!(
+                md,
+                "\n`{}` violations (first {}):\n",
+                i.name,
+                i.examples.len()
+            );
             for e in &i.examples {
                 let _ = writeln!(md, "- {e}");
             }
@@ -474,7 +496,10 @@ impl Report {
             if !s.overlapping_faults.is_empty() {
                 let _ = writeln!(md, "While: {}\n", s.overlapping_faults.join("; "));
             }
-            let _ = writeln!(md, "| +ms | transition | caused by | detail |\n|---|---|---|---|");
+            let _ = writeln!(
+                md,
+                "| +ms | transition | caused by | detail |\n|---|---|---|---|"
+            );
             for t in &s.timeline {
                 let _ = writeln!(
                     md,
