@@ -8,5 +8,6 @@ mod duplicates;
 mod group;
 mod live;
 mod paths;
+mod soak;
 mod support;
 mod trace;

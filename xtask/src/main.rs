@@ -6,6 +6,7 @@
 mod bench;
 mod compat;
 mod demo;
+mod soak;
 mod test_cmd;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -73,6 +74,13 @@ enum Cmd {
     Compat(compat::CompatArgs),
     /// Build the benchmarks (release), run them on a private stack, print their tables.
     Bench(bench::BenchArgs),
+    /// Chaos soak on a private stack: orders at a steady rate while services, broker and
+    /// PostgreSQL are killed and restarted; then the books are checked (docs/soak.md).
+    Soak {
+        /// Arguments for saga-soak, e.g. `--orders 10000 --rate 12 --seed 7` (`-- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Every port and path of the stack; defaults in docs/architecture.md.
@@ -153,6 +161,7 @@ async fn main() -> ExitCode {
         Cmd::Dlq { stack, args } => dlq(&stack.stack(), &args).await,
         Cmd::Compat(args) => compat::run(&args),
         Cmd::Bench(args) => bench::run(&args).await,
+        Cmd::Soak { args } => soak::run(&args).await,
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
