@@ -158,7 +158,7 @@ impl App {
                 cfg,
                 orders.pool().clone(),
                 codec.clone(),
-                commands::OrderCommands(orders.clone()),
+                commands::OrderCommands(orders.clone(), Publisher::new(Outbox::new(codec.clone()))),
             )?)
         } else {
             None
