@@ -470,8 +470,19 @@ mod tests {
     #[test]
     fn a_failure_at_each_step_unwinds_exactly_the_completed_steps_in_reverse() {
         let seen = assert_failures_unwind(&ORDER_SAGA);
-        // reserve fails: nothing to undo; charge fails: release; schedule fails: refund, release.
-        assert_eq!(seen, vec![(0, vec![]), (1, vec![0]), (2, vec![1, 0])]);
+        // reserve fails (unavailable or refused): nothing to undo; charge fails (declined or
+        // refused): release; schedule fails: refund, release; approve refused: all three.
+        assert_eq!(
+            seen,
+            vec![
+                (0, vec![]),
+                (0, vec![]),
+                (1, vec![0]),
+                (1, vec![0]),
+                (2, vec![1, 0]),
+                (3, vec![2, 1, 0])
+            ]
+        );
     }
 
     #[test]
