@@ -112,7 +112,7 @@ impl App {
         runtime.add_consumer(
             "commands consumer",
             runtime.consumer_config(),
-            commands::OrderCommands(orders.clone()),
+            commands::OrderCommands(orders.clone(), Publisher::new(runtime.outbox())),
         )?;
         if config.order.run_projector {
             runtime.add_task("projector", move |token| projector.run(token));
