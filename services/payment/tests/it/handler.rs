@@ -156,3 +156,25 @@ async fn refund_twice_refunds_once_and_refund_without_charge_replies_zero() {
     assert_eq!(amounts, [900, 900, 0]);
     assert_eq!(c.balance().await, (10_000, 0));
 }
+
+#[tokio::test]
+async fn a_refund_that_would_overflow_the_balance_is_refused_with_a_reply() {
+    let c = ctx().await;
+    let order = OrderId::new();
+    c.charge(order, "alice", eur(1_000)).await;
+    // An admin raises the credit to the i64 maximum meanwhile: adding the refund back would
+    // overflow (SQLSTATE 22003). Refused with a reply, nothing changed.
+    let mut tx = c.pool.begin().await.unwrap();
+    payments::set_credit(&mut tx, &customer("alice"), &eur(i64::MAX))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let before = c.balance().await;
+    c.refund(order).await;
+    let replies = c.replies().await;
+    let Some(PaymentEvent::PaymentCommandRefused(r)) = replies.last() else {
+        panic!("expected PaymentCommandRefused last, got {replies:?}")
+    };
+    assert_eq!(r.command, "RefundPayment");
+    assert_eq!(c.balance().await, before);
+}
