@@ -22,6 +22,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+/// The admin token of the services this harness starts.
+pub const ADMIN_TOKEN: &str = "suite-admin-token-0123456789";
+
 pub use duplicate::Duplicator;
 pub use order_service::http::OrderView;
 pub use saga_consumer::Membership;
@@ -267,6 +270,11 @@ impl Suite {
         &self.dbs[&service].url
     }
 
+    /// The admin token every service of the suite is started with (`auth.admin_token`).
+    pub fn admin_token(&self) -> &'static str {
+        ADMIN_TOKEN
+    }
+
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
@@ -342,6 +350,7 @@ impl Suite {
         let resp = self
             .http
             .put(url)
+            .bearer_auth(ADMIN_TOKEN)
             .json(&body)
             .send()
             .await

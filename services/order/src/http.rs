@@ -11,6 +11,7 @@ use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use saga_contracts::ids::{CustomerId, OrderId, Sku};
 use saga_contracts::{Currency, Money};
+use saga_service_kit::auth::AdminAuth;
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -25,16 +26,23 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_PAGE: i64 = 100;
 const DEFAULT_PAGE: i64 = 20;
 
-pub fn router(orders: Orders) -> Router {
+/// Customer-facing routes open, admin routes behind the admin token.
+pub fn router(orders: Orders, admin: &AdminAuth) -> Router {
     Router::new()
         .route("/orders", post(place_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/events", get(order_events))
         .route("/catalog", get(list_catalog))
+        .route("/openapi.json", get(openapi_json))
+        .merge(admin.protect(admin_routes()))
+        .with_state(orders)
+}
+
+/// Prices and the read-model rebuild (one transaction over the whole event log): admin only.
+pub fn admin_routes() -> Router<Orders> {
+    Router::new()
         .route("/catalog/{sku}", put(put_price))
         .route("/admin/projections/order_summaries/rebuild", post(rebuild))
-        .route("/openapi.json", get(openapi_json))
-        .with_state(orders)
 }
 
 #[derive(OpenApi)]
@@ -550,8 +558,9 @@ async fn put_price(
                     errors.push(fe("unit_price.amount_minor", "is required"));
                     None
                 }
-                Some(a) if a < 0 => {
-                    errors.push(fe("unit_price.amount_minor", "must not be negative"));
+                // Payment declines every amount <= 0, so a free item could never be sold.
+                Some(a) if a <= 0 => {
+                    errors.push(fe("unit_price.amount_minor", "must be positive"));
                     None
                 }
                 Some(a) => Some(a),

@@ -19,6 +19,7 @@ use saga_consumer::{Consumer, ConsumerConfig, ConsumerError};
 use saga_contracts::Codec;
 use saga_kafka::KafkaConfig;
 use saga_outbox::{Outbox, OutboxError, Relay, RelayConfig};
+use saga_service_kit::auth::{AdminAuth, AuthConfig, WeakToken};
 use saga_service_kit::config::{DatabaseConfig, HttpConfig};
 use saga_service_kit::{DbError, http as kit_http};
 use serde::Deserialize;
@@ -56,6 +57,9 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     #[serde(default)]
     pub order: OrderSettings,
+    /// `auth.admin_token`: the bearer token of prices and the projection rebuild.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +83,8 @@ pub struct OrderSettings {
     pub read_your_writes_timeout_ms: u64,
     /// Safety-net poll of the projector (it is normally woken by NOTIFY).
     pub projector_poll_ms: u64,
+    /// How long an Idempotency-Key is remembered; older keys are purged and may be reused.
+    pub idempotency_key_ttl_secs: u64,
 }
 
 impl Default for OrderSettings {
@@ -90,6 +96,7 @@ impl Default for OrderSettings {
             run_relay: true,
             read_your_writes_timeout_ms: 2_000,
             projector_poll_ms: 500,
+            idempotency_key_ttl_secs: service::DEFAULT_KEY_TTL.as_secs(),
         }
     }
 }
@@ -106,6 +113,8 @@ pub enum AppError {
     Outbox(#[from] OutboxError),
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    #[error(transparent)]
+    Auth(#[from] WeakToken),
 }
 
 pub struct App {
@@ -115,6 +124,7 @@ pub struct App {
     projector: Projector,
     relay: Option<Relay>,
     consumer: Option<Consumer<commands::OrderCommands>>,
+    admin: AdminAuth,
     config: Config,
 }
 
@@ -125,6 +135,7 @@ impl App {
     }
 
     pub async fn build_with_pool(config: Config, pool: PgPool) -> Result<App, AppError> {
+        let admin = AdminAuth::new(&config.auth)?;
         migrate(&pool).await?;
         let codec = Codec::new(&config.registry.url);
         // Fail at start, not at the first order, when the registry refuses a schema.
@@ -147,7 +158,10 @@ impl App {
             Publisher::new(Outbox::new(codec.clone())),
             projector.clone(),
             Duration::from_millis(config.order.read_your_writes_timeout_ms),
-        );
+        )
+        .with_key_ttl(Duration::from_secs(
+            config.order.idempotency_key_ttl_secs.max(1),
+        ));
         let consumer = if config.order.run_consumer {
             let mut cfg = config.consumer.clone();
             if cfg.group_id.trim().is_empty() {
@@ -177,6 +191,7 @@ impl App {
             projector,
             relay,
             consumer,
+            admin,
             config,
         })
     }
@@ -192,7 +207,7 @@ impl App {
 
     pub fn router(&self) -> axum::Router {
         let pool = self.orders.pool().clone();
-        http::router(self.orders.clone())
+        http::router(self.orders.clone(), &self.admin)
             .merge(kit_http::health_router(vec![(
                 "postgres",
                 kit_http::db_check(pool),
@@ -208,6 +223,13 @@ impl App {
             let token = shutdown.clone();
             tokio::spawn(self.projector.clone().run(token))
         });
+        // Expired keys are also skipped at claim time; the purge bounds the table.
+        let key_expiry = tokio::spawn(store::run_key_expiry(
+            self.orders.pool().clone(),
+            self.orders.key_ttl(),
+            Duration::from_secs(600),
+            shutdown.clone(),
+        ));
         let relay = self.relay.map(|relay| {
             let token = shutdown.clone();
             tokio::spawn(async move {
@@ -242,6 +264,7 @@ impl App {
         if let Some(p) = projector {
             let _ = p.await;
         }
+        let _ = key_expiry.await;
         if let Some(c) = consumer
             && let Ok(result) = c.await
         {

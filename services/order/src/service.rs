@@ -64,7 +64,12 @@ pub struct Orders {
     publisher: Publisher,
     projector: Projector,
     read_your_writes_timeout: Duration,
+    key_ttl: Duration,
 }
+
+/// How long an Idempotency-Key is remembered unless configured otherwise (24 h, as payment
+/// APIs do).
+pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl Orders {
     pub fn new(
@@ -78,7 +83,18 @@ impl Orders {
             publisher,
             projector,
             read_your_writes_timeout,
+            key_ttl: DEFAULT_KEY_TTL,
         }
+    }
+
+    /// How long an Idempotency-Key is remembered (`order.idempotency_key_ttl_secs`).
+    pub fn with_key_ttl(mut self, ttl: Duration) -> Orders {
+        self.key_ttl = ttl;
+        self
+    }
+
+    pub fn key_ttl(&self) -> Duration {
+        self.key_ttl
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -102,7 +118,7 @@ impl Orders {
             if let KeyClaim::Existing {
                 request_hash,
                 response,
-            } = store::claim_key(&mut tx, key, &hash, order_id).await?
+            } = store::claim_key(&mut tx, key, &hash, order_id, self.key_ttl).await?
             {
                 tx.rollback().await?;
                 if request_hash != hash {

@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use order_service::{App, Config, OrderSettings, RegistryConfig};
+use saga_service_kit::auth::AuthConfig;
 use saga_service_kit::config::{DatabaseConfig, HttpConfig};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -49,6 +50,23 @@ impl Default for Options {
     }
 }
 
+/// The admin token the order service under test is started with.
+pub const ADMIN_TOKEN: &str = "order-test-admin-token-0123";
+
+/// A client that sends the admin token on every request (customer routes ignore it), so the
+/// tests of prices and the rebuild read like the others; `anonymous_client` checks refusals.
+fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub async fn start() -> TestApp {
     start_with(Options::default()).await
 }
@@ -70,7 +88,9 @@ pub async fn start_with(opts: Options) -> TestApp {
             run_relay: false,
             read_your_writes_timeout_ms: opts.read_your_writes_timeout_ms,
             projector_poll_ms: 200,
+            ..OrderSettings::default()
         },
+        auth: AuthConfig::with_admin_token(ADMIN_TOKEN),
     };
     let app = App::build(config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr().unwrap());
@@ -84,7 +104,7 @@ pub async fn start_with(opts: Options) -> TestApp {
     TestApp {
         base,
         pool,
-        client: reqwest::Client::new(),
+        client: admin_client(),
         orders,
         shutdown,
         handle: Some(handle),
