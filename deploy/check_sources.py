@@ -121,26 +121,61 @@ def bin_name(pkg_dir: str) -> str:
     return re.search(r'^name = "([^"]+)"', toml, re.M).group(1)
 
 
+# Where config structs that services flatten into their own live.
+SHARED_CONFIG_SOURCES = ["crates/runtime/src/config.rs"]
+
+
+def struct_fields(sources: list[str], name: str) -> tuple[set[str], set[str]] | None:
+    """Top-level serde keys of `pub struct <name>` (or `pub type <name> = Other<..>`) in
+    `sources`, and the ones without a serde default. `#[serde(flatten)]` fields contribute
+    their struct's keys instead of their own name; `#[serde(skip)]` fields none."""
+    for rel in sources:
+        src = read(rel)
+        alias = re.search(rf"pub type {name}\s*=\s*(\w+)\s*[<;]", src)
+        if alias:
+            return struct_fields(sources, alias.group(1))
+        m = re.search(rf"pub struct {name}(?:<[^>]*>)? \{{(.*?)\n\}}", src, re.S)
+        if not m:
+            continue
+        fields, required = set(), set()
+        attrs: list[str] = []
+        for line in m.group(1).splitlines():
+            line = line.strip()
+            if line.startswith("#[serde("):
+                attrs.append(line)
+                continue
+            fm = re.match(r"pub (\w+):\s*([\w:]+)", line)
+            if not fm:
+                continue
+            field, ty = fm.group(1), fm.group(2).split("::")[-1]
+            flatten = any("flatten" in a for a in attrs)
+            skip = any(re.search(r"\bskip\b", a) for a in attrs)
+            default = any("default" in a for a in attrs)
+            attrs = []
+            if skip:
+                continue
+            if flatten:
+                inner = struct_fields(sources, ty)
+                if inner is None:
+                    err(f"{rel}: flattened {ty} of {name} not found")
+                    continue
+                fields |= inner[0]
+                required |= inner[1]
+                continue
+            fields.add(field)
+            if not default:
+                required.add(field)
+        return fields, required
+    return None
+
+
 def config_fields(pkg_dir: str) -> tuple[set[str], set[str]]:
-    """Top-level fields of `pub struct Config` and the ones without a serde default."""
-    src = read(f"{pkg_dir}/src/lib.rs")
-    m = re.search(r"pub struct Config \{(.*?)\n\}", src, re.S)
-    if not m:
+    """Top-level keys of the service's `Config` and the ones without a serde default."""
+    found = struct_fields([f"{pkg_dir}/src/lib.rs", *SHARED_CONFIG_SOURCES], "Config")
+    if found is None:
         err(f"{pkg_dir}/src/lib.rs: pub struct Config not found")
         return set(), set()
-    fields, required = set(), set()
-    pending_default = False
-    for line in m.group(1).splitlines():
-        line = line.strip()
-        if line.startswith("#[serde(") and "default" in line:
-            pending_default = True
-        fm = re.match(r"pub (\w+):", line)
-        if fm:
-            fields.add(fm.group(1))
-            if not pending_default:
-                required.add(fm.group(1))
-            pending_default = False
-    return fields, required
+    return found
 
 
 def dockerfile_targets() -> dict[str, str]:

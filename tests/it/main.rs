@@ -6,6 +6,8 @@ mod concurrency;
 mod crash;
 mod duplicates;
 mod group;
+mod live;
 mod paths;
+mod soak;
 mod support;
 mod trace;

@@ -9,6 +9,7 @@
 mod duplicate;
 mod process;
 mod services;
+pub mod soak;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -82,7 +83,8 @@ pub struct SuiteOptions {
     pub group_membership: Vec<Service>,
     /// One more in-process instance per entry (same database, same consumer groups).
     pub extra_instances: Vec<Service>,
-    /// Per-hop latency floor on tansu (its fetch long-poll does not wake on new data).
+    /// `fetch.wait.max.ms` of every consumer: no latency cost on the patched broker, which
+    /// answers a fetch when data arrives; it only paces idle consumers.
     pub fetch_wait_max_ms: u32,
     /// Safety-net poll of every outbox relay (they are woken by NOTIFY).
     pub relay_poll_ms: u64,
@@ -93,6 +95,11 @@ pub struct SuiteOptions {
     /// Pool size of each service instance (the stack's Postgres allows 300 connections and
     /// tests run in parallel).
     pub db_max_connections: u32,
+    /// `host:port` a child-process service reaches its database through instead of the
+    /// stack's PostgreSQL (e.g. a TCP proxy the chaos soak can cut).
+    pub database_hosts: HashMap<Service, String>,
+    /// Extra environment of child-process services (e.g. a test-only fault switch).
+    pub extra_env: Vec<(Service, String, String)>,
 }
 
 impl Default for SuiteOptions {
@@ -102,11 +109,13 @@ impl Default for SuiteOptions {
             processes: Vec::new(),
             group_membership: Vec::new(),
             extra_instances: Vec::new(),
-            fetch_wait_max_ms: 10,
+            fetch_wait_max_ms: saga_stack::SUITE_FETCH_WAIT_MS,
             relay_poll_ms: 200,
             retry_timeout_ms: 3_000,
             retry_interval_ms: 100,
             db_max_connections: 6,
+            database_hosts: HashMap::new(),
+            extra_env: Vec::new(),
         }
     }
 }
@@ -170,9 +179,14 @@ impl Suite {
     }
 
     pub async fn start_with(options: SuiteOptions) -> Suite {
+        Self::start_on(TestStack::get().await, options).await
+    }
+
+    /// A suite on `stack` rather than the process-wide test stack (the chaos soak brings
+    /// its own, whose broker and database it restarts).
+    pub async fn start_on(stack: &TestStack, options: SuiteOptions) -> Suite {
         init_tracing();
-        let stack = TestStack::get().await;
-        let registry_url = registry_url().await;
+        let registry_url = registry_url(stack).await;
         let prefix = format!("e2e{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let kafka = KafkaConfig {
             bootstrap_servers: stack.kafka_bootstrap().to_owned(),
@@ -273,6 +287,46 @@ impl Suite {
     /// The admin token every service of the suite is started with (`auth.admin_token`).
     pub fn admin_token(&self) -> &'static str {
         ADMIN_TOKEN
+    }
+
+    /// The database URL `service` itself is given: [`Suite::database_url`] with the host
+    /// replaced by [`SuiteOptions::database_hosts`] when set.
+    pub fn service_database_url(&self, service: Service) -> String {
+        let url = self.database_url(service);
+        match (
+            self.options.database_hosts.get(&service),
+            url.split_once('@'),
+        ) {
+            (Some(host), Some((creds, rest))) => {
+                let path = rest.split_once('/').map_or("", |(_, path)| path);
+                format!("{creds}@{host}/{path}")
+            }
+            _ => url.to_owned(),
+        }
+    }
+
+    /// Child-process instances of `service` that have exited on their own (not killed by
+    /// [`Suite::kill`]), e.g. after losing their database; they are forgotten, so
+    /// [`Suite::restart`] can start them again.
+    pub fn reap_exited(&mut self, service: Service) -> usize {
+        let Some(instances) = self.instances.get_mut(&service) else {
+            return 0;
+        };
+        let before = instances.len();
+        instances.retain_mut(|i| match i {
+            Instance::Process(child) => !child.has_exited(),
+            Instance::InProcess(_) => true,
+        });
+        let gone = before - instances.len();
+        if instances.is_empty() {
+            self.instances.remove(&service);
+        }
+        gone
+    }
+
+    /// Whether an instance of `service` is registered as running.
+    pub fn is_running(&self, service: Service) -> bool {
+        self.instances.contains_key(&service)
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -684,8 +738,7 @@ pub fn eur(amount_minor: i64) -> Money {
 
 /// The stack's registry, or one started in this process (on its own thread and runtime, so
 /// it outlives every test's runtime) when the stack has none.
-async fn registry_url() -> String {
-    let stack = TestStack::get().await;
+async fn registry_url(stack: &TestStack) -> String {
     if let Some(url) = stack.registry_url() {
         return url.to_owned();
     }

@@ -21,13 +21,16 @@ pub(crate) struct ChildService {
     log: PathBuf,
 }
 
-/// `<target>/debug/`: the test executable lives in `<target>/debug/deps/`.
+/// `<target>/debug/`: a test executable lives in `<target>/debug/deps/`, a binary of this
+/// crate (the chaos soak) in `<target>/debug/` itself.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test executable is in <target>/debug/deps")
-        .to_path_buf()
+    let dir = exe.parent().expect("the executable is in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("<target>/debug/deps").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A port nobody listens on now. The child binds it a moment later; a collision in between
@@ -73,7 +76,7 @@ impl ChildService {
             }
         }
         cmd.env("APP_HTTP__LISTEN", format!("127.0.0.1:{port}"))
-            .env("APP_DATABASE__URL", suite.database_url(service))
+            .env("APP_DATABASE__URL", suite.service_database_url(service))
             .env(
                 "APP_DATABASE__MAX_CONNECTIONS",
                 opts.db_max_connections.to_string(),
@@ -132,6 +135,11 @@ impl ChildService {
             }
             Service::Inventory | Service::Payment => {}
         }
+        for (target, key, value) in &opts.extra_env {
+            if *target == service {
+                cmd.env(key, value);
+            }
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
@@ -181,6 +189,11 @@ impl ChildService {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Whether the process has ended (and is reaped).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// SIGKILL (what `Child::start_kill` sends on Unix) and reap.

@@ -79,7 +79,7 @@ where
     }
 }
 
-/// The sections every service but order shares (`saga_runtime::RuntimeConfig`).
+/// The sections every service shares (`saga_runtime::RuntimeConfig`).
 fn runtime(suite: &Suite, service: Service, relay: RelayConfig) -> saga_runtime::RuntimeConfig {
     saga_runtime::RuntimeConfig {
         http: listen(),
@@ -102,24 +102,16 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
     match service {
         Service::Order => {
             let config = order_service::Config {
-                http: listen(),
-                database: database(suite, service),
-                kafka: suite.kafka.clone(),
-                registry: order_service::RegistryConfig {
-                    url: suite.registry_url.clone(),
-                },
-                relay,
-                consumer: consumer(suite, service),
+                runtime: runtime(suite, service, relay),
                 order: order_service::OrderSettings {
                     projector_poll_ms: 200,
                     ..order_service::OrderSettings::default()
                 },
-                auth: admin(),
             };
             let app = order_service::App::build(config)
                 .await
                 .unwrap_or_else(|e| panic!("start order-service: {e}"));
-            spawn(app.local_addr(), |t| app.run(t))
+            spawn(Some(app.local_addr()), |t| app.run(t))
         }
         Service::Inventory => {
             let config = inventory_service::Config::new(runtime(suite, service, relay));

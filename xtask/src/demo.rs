@@ -47,7 +47,14 @@ pub(crate) async fn run(args: &crate::StackArgs) -> anyhow::Result<ExitCode> {
         .context("every candidate country is served; pass fewer --served-countries")?;
     let api = Api::new(&stack)?;
     let sagas_started = Instant::now();
-    let ok = saga_demo(&api, unserved).await?;
+    let mut ok = saga_demo(&api, unserved).await?;
+    match timeout_demo(&stack, &api).await {
+        Ok(good) => ok &= good,
+        Err(err) => {
+            ok = false;
+            println!("   FAILED: {err:#}");
+        }
+    }
     print_next_steps(&api);
     println!(
         "\ndemo took {:.1}s: {:.1}s to build and start the suite, {:.1}s for the sagas",
@@ -204,41 +211,13 @@ async fn saga_demo(api: &Api, unserved: &str) -> anyhow::Result<bool> {
     let run = run_id();
     let paths = paths(&run, unserved);
     println!("seeding run {run}: catalogue prices (order), stock (inventory), credit (payment)");
-    for p in &paths {
-        api.put(
-            &api.order,
-            &format!("/catalog/{}", p.sku),
-            json!({"unit_price": {"amount_minor": p.unit_price_minor, "currency": CURRENCY}}),
-        )
-        .await?;
-        api.put(
-            &api.inventory,
-            &format!("/stock/{}", p.sku),
-            json!({"available": p.stock}),
-        )
-        .await?;
-        api.put(
-            &api.payment,
-            &format!("/accounts/{}", p.customer),
-            json!({"credit": {"amount_minor": p.credit_minor, "currency": CURRENCY}}),
-        )
-        .await?;
-    }
+    seed(api, &paths).await?;
 
     // All four at once: they touch disjoint SKUs and accounts, so each expectation is exact
     // and the demo takes about as long as one saga.
     let mut placed = Vec::new();
     for p in &paths {
-        let body = json!({
-            "customer_id": p.customer,
-            "items": [{"sku": p.sku, "quantity": p.quantity}],
-            "shipping_address": {
-                "name": "Demo Customer", "line1": "1 Main St", "line2": null,
-                "city": "Somewhere", "postal_code": "12345", "country": p.country
-            }
-        });
-        let order: Placed = api.post(&api.order, "/orders", body).await?;
-        placed.push((order.order_id, Instant::now()));
+        placed.push((place(api, p).await?, Instant::now()));
     }
     println!(
         "placed {} orders; waiting for their sagas (deadline {}s each)",
@@ -267,6 +246,99 @@ async fn saga_demo(api: &Api, unserved: &str) -> anyhow::Result<bool> {
         }
     }
     Ok(all_ok)
+}
+
+/// Catalogue price, stock and credit for each path.
+async fn seed(api: &Api, paths: &[Path]) -> anyhow::Result<()> {
+    for p in paths {
+        api.put(
+            &api.order,
+            &format!("/catalog/{}", p.sku),
+            json!({"unit_price": {"amount_minor": p.unit_price_minor, "currency": CURRENCY}}),
+        )
+        .await?;
+        api.put(
+            &api.inventory,
+            &format!("/stock/{}", p.sku),
+            json!({"available": p.stock}),
+        )
+        .await?;
+        api.put(
+            &api.payment,
+            &format!("/accounts/{}", p.customer),
+            json!({"credit": {"amount_minor": p.credit_minor, "currency": CURRENCY}}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Place the path's order; its order id.
+async fn place(api: &Api, p: &Path) -> anyhow::Result<String> {
+    let body = json!({
+        "customer_id": p.customer,
+        "items": [{"sku": p.sku, "quantity": p.quantity}],
+        "shipping_address": {
+            "name": "Demo Customer", "line1": "1 Main St", "line2": null,
+            "city": "Somewhere", "postal_code": "12345", "country": p.country
+        }
+    });
+    let order: Placed = api.post(&api.order, "/orders", body).await?;
+    Ok(order.order_id)
+}
+
+/// The fifth path: shipping is stopped, so ScheduleShipment is never answered; past the
+/// step's deadline (the local stack sets 8 s) the orchestrator undoes the step and the
+/// completed ones. Shipping comes back to answer the undo (and the late action, cancelled).
+async fn timeout_demo(stack: &Stack, api: &Api) -> anyhow::Result<bool> {
+    let run = run_id();
+    let p = Path {
+        title: "shipping stopped: schedule_shipment times out; payment refunded, stock released",
+        sku: format!("DEMO-{run}-SLOW"),
+        unit_price_minor: 1250,
+        stock: 10,
+        customer: format!("demo-{run}-timeout"),
+        credit_minor: 100_000,
+        quantity: 2,
+        country: "GB".into(),
+        expected: Expected {
+            order_status: "REJECTED",
+            saga_state: "aborted",
+            stock_available: 10,
+            stock_reserved: 0,
+            credit_minor: 100_000,
+            charged_minor: 0,
+            shipment: Some("cancelled"),
+        },
+    };
+    println!("\n== 5. {}", p.title);
+    seed(api, std::slice::from_ref(&p)).await?;
+    stack.stop_component("shipping").await?;
+    println!("   shipping-service stopped");
+    let order_id = place(api, &p).await?;
+    let placed_at = Instant::now();
+    let deadline = placed_at + SAGA_DEADLINE;
+    loop {
+        let saga: Option<Saga> = api
+            .get_opt(&api.orchestrator, &format!("/sagas/{order_id}"))
+            .await?;
+        if saga.is_some_and(|s| s.state != "running") {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "saga of {order_id} did not time out in {}s",
+                SAGA_DEADLINE.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    println!(
+        "   timed out after {:.1}s; starting shipping-service again to answer the undo",
+        placed_at.elapsed().as_secs_f64()
+    );
+    stack.up_component("shipping").await?;
+    finish(api, &p, &order_id, placed_at).await
 }
 
 /// Waits for the order and its saga to end, prints them, and checks the side effects.

@@ -6,6 +6,7 @@
 mod bench;
 mod compat;
 mod demo;
+mod soak;
 mod test_cmd;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -73,6 +74,13 @@ enum Cmd {
     Compat(compat::CompatArgs),
     /// Build the benchmarks (release), run them on a private stack, print their tables.
     Bench(bench::BenchArgs),
+    /// Chaos soak on a private stack: orders at a steady rate while services, broker and
+    /// PostgreSQL are killed and restarted; then the books are checked (docs/soak.md).
+    Soak {
+        /// Arguments for saga-soak, e.g. `--orders 10000 --rate 12 --seed 7` (`-- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Every port and path of the stack; defaults in docs/architecture.md.
@@ -153,6 +161,7 @@ async fn main() -> ExitCode {
         Cmd::Dlq { stack, args } => dlq(&stack.stack(), &args).await,
         Cmd::Compat(args) => compat::run(&args),
         Cmd::Bench(args) => bench::run(&args).await,
+        Cmd::Soak { args } => soak::run(&args).await,
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");
@@ -163,9 +172,14 @@ async fn main() -> ExitCode {
 /// `cargo build` of the registry and the five services (debug, as `HttpService` expects),
 /// then `up`. The build is a no-op check when nothing changed.
 pub(crate) async fn up_suite(stack: &Stack, build: bool) -> anyhow::Result<ExitCode> {
+    // On a new machine the broker build (release, minutes) runs beside the services' build
+    // instead of after it: both have long single-crate stretches that leave a core idle.
+    let tansu_bin = stack.config().tansu_bin.clone();
+    let broker = tokio::task::spawn_blocking(move || saga_stack::ensure_tansu(&tansu_bin));
     if build && !build_suite().await? {
         return Ok(ExitCode::FAILURE);
     }
+    broker.await.context("broker build task")??;
     up(stack).await?;
     Ok(ExitCode::SUCCESS)
 }

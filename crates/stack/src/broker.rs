@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use sha2::{Digest, Sha256};
 
 use crate::component::{Component, Health, ProcessSpec};
 use crate::config::StackConfig;
@@ -16,6 +17,12 @@ use crate::error::StackError;
 
 /// Pinned: the storage behaviour in STACK-FACTS was measured on this version.
 pub const TANSU_VERSION: &str = "0.6.0";
+/// Applied to tansu-storage before the build: a fetch answers as soon as it has data and a
+/// waiting fetch wakes on a produce to its partitions, and the SQLite storage indexes its
+/// header table. What and why: `crates/stack/tansu/README.md`.
+const STORAGE_PATCH: &str = include_str!("../tansu/tansu-storage-fetch.patch");
+/// The stack uses SQLite storage only, so the object-store engines are not built.
+const FEATURES: &str = "libsql";
 const NAME: &str = "broker";
 /// The broker's SQLite file, relative to its working directory `<data dir>/broker`.
 const DB_FILE: &str = "tansu.db";
@@ -23,8 +30,26 @@ const DB_FILE: &str = "tansu.db";
 /// The tansu broker component.
 pub struct Broker;
 
-/// Builds tansu into the cache directory that holds `bin` (`<root>/bin/tansu`) unless it is
-/// already there. A file lock serialises concurrent first runs (e.g. two test binaries).
+/// Names one build of the broker: the version, the features and the patch. A changed patch
+/// gets a directory of its own, so a cache built from an older patch is never reused.
+pub fn tansu_build_id() -> String {
+    let mut hash = Sha256::new();
+    for part in [TANSU_VERSION, FEATURES, STORAGE_PATCH] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    let short: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+    format!("tansu-{TANSU_VERSION}-{short}")
+}
+
+/// Builds the patched tansu into the cache directory that holds `bin` (`<root>/bin/tansu`)
+/// unless it is already there. A file lock serialises concurrent first runs (e.g. two test
+/// binaries).
+///
+/// The crate sources come from crates.io (the registry's download address), the patch from
+/// this repository; tansu-storage is swapped in with `[patch.crates-io]` and the broker is
+/// built against tansu's own published `Cargo.lock`.
 pub fn ensure_tansu(bin: &Path) -> Result<(), StackError> {
     if bin.exists() {
         return Ok(());
@@ -42,35 +67,112 @@ pub fn ensure_tansu(bin: &Path) -> Result<(), StackError> {
         return Ok(());
     }
     eprintln!(
-        "broker: building tansu {TANSU_VERSION} into {} (one time; ~9 min on 2 cores)",
+        "broker: building tansu {TANSU_VERSION} (patched, features {FEATURES}) into {} \
+         (one time; ~8 min on 2 cores)",
         root.display()
     );
+    let src = root.join("src");
+    // A half-unpacked tree from an interrupted run is redone from scratch.
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src).map_err(StackError::io(format!("create {}", src.display())))?;
+    let tansu = unpack_crate(&src, "tansu")?;
+    let storage = unpack_crate(&src, "tansu-storage")?;
+
+    let patch = root.join("tansu-storage.patch");
+    std::fs::write(&patch, STORAGE_PATCH).map_err(StackError::io("write tansu patch"))?;
+    run(Command::new("git")
+        .args(["apply", "-p1"])
+        .arg(&patch)
+        .current_dir(&storage)
+        // Never let git find an enclosing repository: the paths are the crate's own.
+        .env("GIT_CEILING_DIRECTORIES", &src))?;
+
+    let manifest = tansu.join("Cargo.toml");
+    let mut toml =
+        std::fs::read_to_string(&manifest).map_err(StackError::io("read tansu manifest"))?;
+    toml.push_str("\n[patch.crates-io]\ntansu-storage = { path = \"../tansu-storage\" }\n");
+    std::fs::write(&manifest, toml).map_err(StackError::io("write tansu manifest"))?;
+
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["install", "--locked", "tansu", "--version", TANSU_VERSION])
-        // libsql: durable sqlite storage; dynostore: memory storage. The default features
-        // have no storage engine at all.
-        .args(["--features", "libsql,dynostore", "--root"])
-        .arg(root)
-        // Our own CARGO_TARGET_DIR would make the install fight the workspace build lock.
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .map_err(StackError::io("run cargo install tansu"))?;
-    if !status.success() || !bin.exists() {
-        return Err(StackError::setup(
-            NAME,
-            format!("cargo install tansu {TANSU_VERSION} failed ({status})"),
-        ));
-    }
+    let target = root.join("target");
+    run(Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "tansu",
+            "--features",
+            FEATURES,
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        // Our own CARGO_TARGET_DIR would make the build fight the workspace build lock.
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env("CARGO_TERM_PROGRESS_WHEN", "always"))?;
+    let built = target.join("release/tansu");
+    std::fs::create_dir_all(bin.parent().unwrap_or(root))
+        .map_err(StackError::io("create tansu bin dir"))?;
+    std::fs::copy(&built, bin).map_err(StackError::io(format!("install {}", bin.display())))?;
+    // The intermediate build is ~2 GB; keep only the binary.
+    let _ = std::fs::remove_dir_all(&target);
+    eprintln!("broker: tansu built at {}", bin.display());
     Ok(())
 }
 
-/// Client settings for this broker. tansu's fetch long-poll does not wake on new data, so a
-/// consumer waits the full `fetch.wait.max.ms` on an empty partition: keep it small.
+/// Downloads `<name>-<TANSU_VERSION>.crate` from crates.io and unpacks it into `dir`.
+fn unpack_crate(dir: &Path, name: &str) -> Result<std::path::PathBuf, StackError> {
+    if !crate::apt::on_path("curl") {
+        crate::apt::install(NAME, &["curl", "ca-certificates"])?;
+    }
+    let file = dir.join(format!("{name}-{TANSU_VERSION}.crate"));
+    let url = format!("https://static.crates.io/crates/{name}/{TANSU_VERSION}/download");
+    eprintln!("broker: downloading {url}");
+    run(Command::new("curl")
+        .args([
+            "--fail",
+            "--silent",
+            "--show-error",
+            "--location",
+            "--retry",
+            "3",
+            "-o",
+        ])
+        .arg(&file)
+        .arg(&url))?;
+    run(Command::new("tar").arg("xzf").arg(&file).arg("-C").arg(dir))?;
+    let unpacked = dir.join(format!("{name}-{TANSU_VERSION}"));
+    let renamed = dir.join(name);
+    std::fs::rename(&unpacked, &renamed)
+        .map_err(StackError::io(format!("rename {}", unpacked.display())))?;
+    Ok(renamed)
+}
+
+fn run(cmd: &mut Command) -> Result<(), StackError> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(StackError::io(format!("run {shown}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(StackError::setup(
+            NAME,
+            format!("{shown} failed ({status})"),
+        ))
+    }
+}
+
+/// `fetch.wait.max.ms` of the suite's consumers on this broker. The patched broker answers a
+/// fetch as soon as data arrives (crates/stack/tansu/README.md), so a long wait costs no
+/// latency and keeps idle consumers from polling the broker busy.
+pub const SUITE_FETCH_WAIT_MS: u32 = 500;
+
+/// Client settings for this broker.
 pub fn kafka_client_config(bootstrap: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", bootstrap)
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", SUITE_FETCH_WAIT_MS.to_string())
         .set("socket.timeout.ms", "10000")
         .set("log_level", "3");
     cfg
@@ -123,27 +225,6 @@ impl Component for Broker {
         .to_vec();
         spec.stop_signal = Signal::SIGTERM;
         Ok(Some(spec))
-    }
-
-    /// tansu 0.6.0's SQLite schema has no index on `header (topition, offset_id)`, and it
-    /// fetches each record's headers with a query joined on exactly that: every fetched
-    /// record scans the whole header table. Our messages carry ~4 headers, so a broker slows
-    /// down as it fills (measured: 10.6 ms per fetched record at 160k header rows, i.e. under
-    /// 100 records/s, with tansu pegged at a full core; 0.006 ms with the index). Adding the
-    /// index once the broker created its tables is safe while it runs (SQLite locking) and
-    /// idempotent.
-    async fn after_start(&self, cfg: &StackConfig) -> Result<(), StackError> {
-        let db = cfg.data_dir.join("broker").join(DB_FILE);
-        tokio::task::spawn_blocking(move || {
-            let conn = rusqlite::Connection::open(&db)?;
-            conn.busy_timeout(Duration::from_secs(30))?;
-            conn.execute_batch(
-                "CREATE INDEX IF NOT EXISTS header_topition_offset ON header (topition, offset_id)",
-            )
-        })
-        .await
-        .map_err(|e| StackError::setup(NAME, format!("index task: {e}")))?
-        .map_err(|e| StackError::setup(NAME, format!("index the broker's header table: {e}")))
     }
 
     async fn health(&self, cfg: &StackConfig) -> Health {

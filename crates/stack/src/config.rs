@@ -164,7 +164,7 @@ fn default_tansu_bin() -> PathBuf {
         .unwrap_or_else(|| {
             home()
                 .join(".cache/saga-suite")
-                .join(format!("tansu-{}", crate::broker::TANSU_VERSION))
+                .join(crate::broker::tansu_build_id())
                 .join("bin/tansu")
         })
 }

@@ -8,6 +8,7 @@
 //! Adding a component: implement [`Component`] (or reuse [`HttpService`] for a cargo-built
 //! binary that answers `GET /healthz`) and [`Stack::push`] it after the components it needs.
 
+pub mod apt;
 mod broker;
 mod catalog;
 mod component;
@@ -21,7 +22,9 @@ mod services;
 mod supervisor;
 mod topics;
 
-pub use broker::{Broker, TANSU_VERSION, ensure_tansu, kafka_client_config};
+pub use broker::{
+    Broker, SUITE_FETCH_WAIT_MS, TANSU_VERSION, ensure_tansu, kafka_client_config, tansu_build_id,
+};
 pub use catalog::{SERVICE_DATABASES, ServiceDb, TOPICS, TopicSpec};
 pub use component::{Component, Health, ProcessSpec};
 pub use config::{StackConfig, free_port, workspace_root};

@@ -90,29 +90,7 @@ fn search_bin_dir() -> Option<PathBuf> {
 
 fn install_postgres() -> Result<(), StackError> {
     eprintln!("postgres: server binaries not found; installing Debian's postgresql package");
-    let sudo: &[&str] = if Uid::effective().is_root() {
-        &[]
-    } else {
-        &["sudo", "-n"]
-    };
-    let run = |args: &[&str]| -> Result<(), StackError> {
-        let all: Vec<&str> = sudo.iter().chain(args).copied().collect();
-        let status = Command::new(all[0])
-            .args(&all[1..])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(StackError::io(format!("run {}", all.join(" "))))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(StackError::setup(
-                NAME,
-                format!("`{}` failed ({status})", all.join(" ")),
-            ))
-        }
-    };
-    run(&["apt-get", "update"])?;
-    run(&["apt-get", "install", "-y", "postgresql"])
+    crate::apt::install(NAME, &["postgresql"])
 }
 
 fn initdb(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {

@@ -81,6 +81,24 @@ impl TestStack {
         })
     }
 
+    /// A stack of the caller's own (e.g. the chaos soak's, whose broker and database it
+    /// restarts), to hand to code that takes a `&TestStack`. Not the process-wide one.
+    pub fn from_private(private: PrivateStack) -> TestStack {
+        let env = private.stack().env();
+        TestStack {
+            pg_admin_url: env.pg_url,
+            kafka_bootstrap: env.kafka_bootstrap,
+            registry_url: env.registry_url,
+            _private: Some(private),
+        }
+    }
+
+    /// The stack's supervisor when this stack is our own (its components can be stopped and
+    /// started again); `None` for a stack named by the environment.
+    pub fn private(&self) -> Option<&PrivateStack> {
+        self._private.as_ref()
+    }
+
     /// Superuser URL of the `postgres` database.
     pub fn pg_admin_url(&self) -> &str {
         &self.pg_admin_url
@@ -147,8 +165,7 @@ impl TestStack {
         name
     }
 
-    /// rdkafka settings for this broker and consumer group `group`, with the fetch wait kept
-    /// small because tansu's fetch long-poll does not wake up on new data.
+    /// rdkafka settings for this broker and consumer group `group`.
     pub fn kafka_client_config(&self, group: &str) -> ClientConfig {
         let mut cfg = saga_stack::kafka_client_config(&self.kafka_bootstrap);
         cfg.set("group.id", group);

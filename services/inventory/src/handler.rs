@@ -4,7 +4,8 @@
 use saga_consumer::{Handler, HandlerError, Incoming};
 use saga_contracts::Metadata;
 use saga_contracts::messages::inventory::{
-    InventoryCommand, ReleaseStock, ReserveStock, StockReleased, StockReserved, StockUnavailable,
+    InventoryCommand, InventoryCommandRefused, ReleaseStock, ReserveStock, StockReleased,
+    StockReserved, StockUnavailable,
 };
 use saga_outbox::Outbox;
 use sqlx::PgConnection;
@@ -29,10 +30,22 @@ impl InventoryHandler {
         cmd: &ReserveStock,
     ) -> Result<(), HandlerError> {
         let meta = Metadata::caused_by(&cmd.meta);
-        match stock::reserve(tx, cmd.meta.order_id, &cmd.lines)
-            .await
-            .map_err(handler_error)?
-        {
+        // In a savepoint: a refused command (invalid quantity, a stock figure that would
+        // overflow) leaves nothing behind, and the refusal is still sent in this transaction.
+        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+        let result = stock::reserve(&mut sp, cmd.meta.order_id, &cmd.lines).await;
+        let result = match result {
+            Err(e) if refusal(&e) => {
+                sp.rollback().await?;
+                outcome("reserve", "refused");
+                return self.refuse(tx, &cmd.meta, "ReserveStock", &e).await;
+            }
+            other => {
+                sp.commit().await?;
+                other
+            }
+        };
+        match result.map_err(handler_error)? {
             ReserveOutcome::Reserved(reservation_id) => {
                 outcome("reserve", "reserved");
                 let reply = StockReserved {
@@ -66,9 +79,18 @@ impl InventoryHandler {
         tx: &mut PgConnection,
         cmd: &ReleaseStock,
     ) -> Result<(), HandlerError> {
-        let released = stock::release(tx, cmd.meta.order_id)
-            .await
-            .map_err(handler_error)?;
+        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+        let released = match stock::release(&mut sp, cmd.meta.order_id).await {
+            Err(e) if refusal(&e) => {
+                sp.rollback().await?;
+                outcome("release", "refused");
+                return self.refuse(tx, &cmd.meta, "ReleaseStock", &e).await;
+            }
+            other => {
+                sp.commit().await?;
+                other.map_err(handler_error)?
+            }
+        };
         outcome("release", if released { "released" } else { "nothing" });
         let reply = StockReleased {
             meta: Metadata::caused_by(&cmd.meta),
@@ -76,6 +98,50 @@ impl InventoryHandler {
         };
         self.outbox.send(tx, &reply).await?;
         Ok(())
+    }
+}
+
+impl InventoryHandler {
+    /// Answer a well-formed command that cannot be carried out: every command gets a reply.
+    async fn refuse(
+        &self,
+        tx: &mut PgConnection,
+        cmd: &Metadata,
+        command: &str,
+        error: &InventoryError,
+    ) -> Result<(), HandlerError> {
+        tracing::warn!(%error, command, "command refused");
+        let reply = InventoryCommandRefused {
+            meta: Metadata::caused_by(cmd),
+            command: command.to_owned(),
+            reason: refusal_reason(error),
+        };
+        self.outbox.send(tx, &reply).await?;
+        Ok(())
+    }
+}
+
+/// Errors that are the command's fault or a business limit, not the service's: answered with
+/// InventoryCommandRefused instead of being dead-lettered.
+fn refusal(e: &InventoryError) -> bool {
+    match e {
+        InventoryError::InvalidQuantity { .. } => true,
+        InventoryError::Database(db) => is_numeric_overflow(db),
+        InventoryError::CorruptState(..) => false,
+    }
+}
+
+/// SQLSTATE 22003 numeric_value_out_of_range: a stock figure would leave the int4 range.
+fn is_numeric_overflow(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "22003")
+}
+
+fn refusal_reason(e: &InventoryError) -> String {
+    match e {
+        InventoryError::Database(_) => "a stock figure would overflow".to_owned(),
+        other => other.to_string(),
     }
 }
 

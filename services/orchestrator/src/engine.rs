@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 /// The types one saga works with; implemented by a marker type per saga.
 pub trait Saga: 'static {
@@ -36,6 +37,11 @@ pub struct Step<S: Saga> {
     /// How to undo the step once it has succeeded; `None` for a step that cannot be undone
     /// (it must then be the last one, or its completion is final).
     pub undo: Option<Undo<S>>,
+    /// How long the action may go unanswered before the saga gives up on the step, sends its
+    /// undo (the participant keeps a tombstone, so a late action is refused) and unwinds.
+    /// `None`: no deadline (a step without an undo cannot be given up; it is re-sent until
+    /// its attempts budget runs out). Overridable per step in config.
+    pub deadline: Option<Duration>,
 }
 
 /// A compensating command and the reply that acknowledges it.
@@ -43,6 +49,8 @@ pub struct Undo<S: Saga> {
     pub name: &'static str,
     pub command: fn(&S::Data, S::Ctx) -> S::Command,
     pub acked_by: S::ReplyKind,
+    /// Replies that say the participant cannot compensate: the saga opens an incident.
+    pub refused_on: &'static [S::ReplyKind],
 }
 
 /// What a saga sends once every completed step has been undone, with the failure reason,
@@ -51,6 +59,8 @@ pub struct Abort<S: Saga> {
     pub name: &'static str,
     pub command: fn(&S::Data, &str, S::Ctx) -> S::Command,
     pub acked_by: S::ReplyKind,
+    /// Replies that refuse the abort notice: the saga opens an incident.
+    pub refused_on: &'static [S::ReplyKind],
 }
 
 /// A whole saga: the step table plus the abort notice.
@@ -80,15 +90,20 @@ pub enum Status {
     Completed,
     /// Compensated and the abort notice acknowledged (terminal).
     Aborted,
+    /// Cannot go on by itself (an undo refused, attempts exhausted, a dead-lettered command,
+    /// a row that fails to process): nothing is re-sent until an operator resolves it
+    /// (terminal but open).
+    Incident,
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [
+    pub const ALL: [Status; 6] = [
         Status::Running,
         Status::Compensating,
         Status::Aborting,
         Status::Completed,
         Status::Aborted,
+        Status::Incident,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,11 +113,21 @@ impl Status {
             Status::Aborting => "aborting",
             Status::Completed => "completed",
             Status::Aborted => "aborted",
+            Status::Incident => "incident",
         }
     }
 
+    /// Finished for good (an incident is not: it is open until resolved).
     pub fn is_terminal(self) -> bool {
         matches!(self, Status::Completed | Status::Aborted)
+    }
+
+    /// Waiting for an answer to a pending command (re-sent, deadlines apply).
+    pub fn is_waiting(self) -> bool {
+        matches!(
+            self,
+            Status::Running | Status::Compensating | Status::Aborting
+        )
     }
 }
 
@@ -114,7 +139,7 @@ impl fmt::Display for Status {
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "unknown saga state {0:?} (expected one of running, compensating, aborting, completed, aborted)"
+    "unknown saga state {0:?} (expected one of running, compensating, aborting, completed, aborted, incident)"
 )]
 pub struct UnknownStatus(pub String);
 
@@ -155,6 +180,8 @@ pub struct Decision {
     /// False when the reply did not match what the saga waits for (late duplicate, stale):
     /// then `state` is unchanged and `issue` is empty.
     pub applied: bool,
+    /// Set when the saga enters `incident`: why (the participant's refusal).
+    pub incident: Option<String>,
 }
 
 impl<S: Saga> SagaDefinition<S> {
@@ -185,6 +212,7 @@ impl<S: Saga> SagaDefinition<S> {
             state: state.clone(),
             issue: Vec::new(),
             applied: false,
+            incident: None,
         };
         match (state.status, state.step) {
             (Status::Running, Some(i)) => {
@@ -217,6 +245,13 @@ impl<S: Saga> SagaDefinition<S> {
                     next.completed.retain(|&c| c != j);
                     self.unwind(next)
                 }
+                Some(undo) if undo.refused_on.contains(&reply.kind) => {
+                    let why = reply
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("{} refused", undo.name));
+                    incident(state, why)
+                }
                 _ => ignored(),
             },
             (Status::Aborting, _) if reply.kind == self.abort.acked_by => {
@@ -225,8 +260,65 @@ impl<S: Saga> SagaDefinition<S> {
                 next.step = None;
                 applied(next, Vec::new())
             }
+            (Status::Aborting, _) if self.abort.refused_on.contains(&reply.kind) => {
+                let why = reply
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("{} refused", self.abort.name));
+                incident(state, why)
+            }
             _ => ignored(),
         }
+    }
+
+    /// Give up on the running step (its deadline or the saga's passed, or an operator aborts):
+    /// the step's own undo is sent too, because its action may still be applied late (the
+    /// participant's tombstone then refuses it), and the completed steps are unwound.
+    /// Ignored unless the saga is running.
+    pub fn give_up(&self, state: &SagaState, reason: String) -> Decision {
+        let (Status::Running, Some(i)) = (state.status, state.step) else {
+            return Decision {
+                state: state.clone(),
+                issue: Vec::new(),
+                applied: false,
+                incident: None,
+            };
+        };
+        let mut next = state.clone();
+        next.failure_reason = Some(reason);
+        if self.steps[i].undo.is_some() && !next.completed.contains(&i) {
+            next.completed.push(i);
+        }
+        self.unwind(next)
+    }
+
+    /// Treat the pending undo (or abort notice) as done by hand: the operator's `skip`.
+    /// Ignored unless the saga is compensating or aborting.
+    pub fn skip(&self, state: &SagaState) -> Decision {
+        match (state.status, state.step) {
+            (Status::Compensating, Some(j)) => {
+                let mut next = state.clone();
+                next.completed.retain(|&c| c != j);
+                self.unwind(next)
+            }
+            (Status::Aborting, _) => {
+                let mut next = state.clone();
+                next.status = Status::Aborted;
+                next.step = None;
+                applied(next, Vec::new())
+            }
+            _ => Decision {
+                state: state.clone(),
+                issue: Vec::new(),
+                applied: false,
+                incident: None,
+            },
+        }
+    }
+
+    /// The deadline of step `i` as the table declares it.
+    pub fn step_deadline(&self, i: usize) -> Option<Duration> {
+        self.steps[i].deadline
     }
 
     /// Undo the latest completed step that has an undo, or send the abort notice when none
@@ -308,5 +400,18 @@ fn applied(state: SagaState, issue: Vec<Issue>) -> Decision {
         state,
         issue,
         applied: true,
+        incident: None,
+    }
+}
+
+/// Stop where the saga stands (step and completed steps kept, for a later retry or skip).
+fn incident(state: &SagaState, why: String) -> Decision {
+    let mut next = state.clone();
+    next.status = Status::Incident;
+    Decision {
+        state: next,
+        issue: Vec::new(),
+        applied: true,
+        incident: Some(why),
     }
 }

@@ -1,8 +1,11 @@
-//! `GET /sagas/{id}` (saga id or order id) and `GET /sagas?state=&limit=&after=`.
+//! `GET /sagas/{id}` (saga id or order id), `GET /sagas?state=&stuck_for=&limit=&after=`,
+//! and the operator actions `POST /sagas/{id}/{retry,skip,abort}` ([`admin_routes`]).
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath, ProblemQuery};
 use serde::{Deserialize, Serialize};
@@ -10,7 +13,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::engine::Status;
-use crate::store::{self, SagaRow, StoreError, TransitionRow};
+use crate::runner::{OperateError, OperatorAction, SagaRunner};
+use crate::store::{self, IncidentRow, SagaRow, StoreError, TransitionRow};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
@@ -21,8 +25,23 @@ pub enum ApiError {
     NotFound(Uuid),
     #[error("{0}")]
     BadRequest(String),
+    /// The operator action does not apply to the saga's state.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Saga(#[from] crate::SagaError),
+}
+
+impl From<OperateError> for ApiError {
+    fn from(e: OperateError) -> Self {
+        match e {
+            OperateError::NotFound(id) => ApiError::NotFound(id),
+            OperateError::NotApplicable(why) => ApiError::Conflict(why),
+            OperateError::Saga(e) => ApiError::Saga(e),
+        }
+    }
 }
 
 impl From<ApiError> for Problem {
@@ -30,9 +49,14 @@ impl From<ApiError> for Problem {
         match e {
             ApiError::NotFound(_) => Problem::not_found(e.to_string()),
             ApiError::BadRequest(detail) => Problem::bad_request(detail),
+            ApiError::Conflict(detail) => Problem::conflict(detail),
             ApiError::Store(inner) => {
                 // Logged here, inside the request span; the client sees a generic 500.
                 tracing::error!(error = %inner, "saga query failed");
+                Problem::internal()
+            }
+            ApiError::Saga(inner) => {
+                tracing::error!(error = %inner, "operator action failed");
                 Problem::internal()
             }
         }
@@ -52,6 +76,22 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
+/// The operator actions, in a router of their own so an admin credential layer applies to
+/// them in one place.
+pub fn admin_routes(pool: PgPool, runner: SagaRunner) -> Router {
+    Router::new()
+        .route("/sagas/{id}/retry", post(retry_saga))
+        .route("/sagas/{id}/skip", post(skip_saga))
+        .route("/sagas/{id}/abort", post(abort_saga))
+        .with_state(AdminState { pool, runner })
+}
+
+#[derive(Clone)]
+struct AdminState {
+    pool: PgPool,
+    runner: SagaRunner,
+}
+
 #[derive(Debug, Serialize)]
 pub struct SagaSummary {
     pub saga_id: Uuid,
@@ -67,6 +107,11 @@ pub struct SagaSummary {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The next deadline while running (the step's, capped by the saga's); null otherwise.
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub saga_deadline_at: Option<DateTime<Utc>>,
+    /// Since when the saga waits on its current step.
+    pub step_started_at: DateTime<Utc>,
 }
 
 impl From<&SagaRow> for SagaSummary {
@@ -85,6 +130,9 @@ impl From<&SagaRow> for SagaSummary {
             created_at: r.created_at,
             updated_at: r.updated_at,
             finished_at: r.finished_at,
+            deadline_at: r.deadline_at,
+            saga_deadline_at: r.saga_deadline_at,
+            step_started_at: r.step_started_at,
         }
     }
 }
@@ -94,6 +142,8 @@ pub struct SagaDetail {
     #[serde(flatten)]
     pub summary: SagaSummary,
     pub data: serde_json::Value,
+    /// The open incident, or the last resolved one; null when the saga never had one.
+    pub incident: Option<IncidentRow>,
     pub timeline: Vec<TransitionRow>,
 }
 
@@ -105,18 +155,97 @@ async fn get_saga(
     let row = store::find(&pool, id)
         .await?
         .ok_or(ApiError::NotFound(id))?;
-    let timeline = store::timeline(&pool, row.saga_id).await?;
-    Ok(ProblemJson(SagaDetail {
+    detail(&pool, row).await.map(ProblemJson)
+}
+
+async fn detail(pool: &PgPool, row: SagaRow) -> Result<SagaDetail, ApiError> {
+    let timeline = store::timeline(pool, row.saga_id).await?;
+    let incident = store::latest_incident(pool, row.saga_id).await?;
+    Ok(SagaDetail {
         summary: SagaSummary::from(&row),
         data: row.data,
+        incident,
         timeline,
-    }))
+    })
+}
+
+/// Body of an operator action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// Why: recorded in the saga's timeline and on the incident. Required, not blank.
+    pub reason: String,
+}
+
+async fn act(
+    state: AdminState,
+    id: Uuid,
+    action: OperatorAction,
+    req: ActionRequest,
+) -> Result<ProblemJson<SagaDetail>, ApiError> {
+    let reason = req.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::BadRequest("reason must not be blank".into()));
+    }
+    let row = state
+        .runner
+        .operate(&state.pool, id, action, reason)
+        .await?;
+    detail(&state.pool, row).await.map(ProblemJson)
+}
+
+#[tracing::instrument(skip(state, req))]
+async fn retry_saga(
+    State(state): State<AdminState>,
+    ProblemPath(id): ProblemPath<Uuid>,
+    ProblemJson(req): ProblemJson<ActionRequest>,
+) -> Result<ProblemJson<SagaDetail>, ApiError> {
+    act(state, id, OperatorAction::Retry, req).await
+}
+
+#[tracing::instrument(skip(state, req))]
+async fn skip_saga(
+    State(state): State<AdminState>,
+    ProblemPath(id): ProblemPath<Uuid>,
+    ProblemJson(req): ProblemJson<ActionRequest>,
+) -> Result<ProblemJson<SagaDetail>, ApiError> {
+    act(state, id, OperatorAction::Skip, req).await
+}
+
+#[tracing::instrument(skip(state, req))]
+async fn abort_saga(
+    State(state): State<AdminState>,
+    ProblemPath(id): ProblemPath<Uuid>,
+    ProblemJson(req): ProblemJson<ActionRequest>,
+) -> Result<ProblemJson<SagaDetail>, ApiError> {
+    act(state, id, OperatorAction::Abort, req).await
+}
+
+/// `60s`, `5m`, `2h`, `1d`, `250ms` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 60s, 5m, 2h)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        "d" => n.saturating_mul(86_400_000),
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_millis(ms))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
+    /// Only sagas not finished and at the same step for at least this long (`60s`, `5m`).
+    stuck_for: Option<String>,
     limit: Option<i64>,
     /// The `next_after` of the previous page.
     after: Option<Uuid>,
@@ -140,6 +269,13 @@ async fn list_sagas(
         .map(str::parse::<Status>)
         .transpose()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let stuck_for = q
+        .stuck_for
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(ApiError::BadRequest)?
+        .map(|d| d.as_secs_f64());
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -147,7 +283,7 @@ async fn list_sagas(
         )));
     }
     // One extra row tells whether there is a next page.
-    let mut rows = store::list(&pool, state, q.after, limit + 1).await?;
+    let mut rows = store::list(&pool, state, stuck_for, q.after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_after = if more {

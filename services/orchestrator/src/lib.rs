@@ -25,7 +25,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use runner::{Handled, SagaConfig, SagaError, SagaRunner};
+pub use runner::{Handled, OperateError, OperatorAction, SagaConfig, SagaError, SagaRunner};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -57,7 +57,13 @@ impl ServiceConfig for Config {
     }
 }
 
-pub type AppError = RuntimeError;
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
 
 pub struct App {
     runtime: Runtime,
@@ -68,6 +74,7 @@ impl App {
     /// Connect, migrate, register the schemas, bind the HTTP port. Nothing runs until
     /// [`App::run`].
     pub async fn build(config: Config) -> Result<App, AppError> {
+        config.saga.validate().map_err(AppError::Config)?;
         let mut runtime = Runtime::build(DEFAULT_GROUP, config.runtime, &MIGRATOR).await?;
         let runner = SagaRunner::new(runtime.outbox(), config.saga.clone());
         add_consumer(
@@ -118,8 +125,12 @@ impl App {
     /// Run every enabled part until `shutdown` is cancelled (or one part fails).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let router = http::router(self.runtime.pool().clone())
+            .merge(http::admin_routes(
+                self.runtime.pool().clone(),
+                self.runner.clone(),
+            ))
             .fallback(saga_service_kit::problem::not_found);
-        self.runtime.run(router, shutdown).await
+        Ok(self.runtime.run(router, shutdown).await?)
     }
 }
 
@@ -133,11 +144,13 @@ fn add_consumer<H: Handler>(
 ) -> Result<(), AppError> {
     let mut cfg = runtime.consumer_config();
     cfg.group_id = format!("{}.{}", cfg.group_id, H::Message::TOPIC);
-    runtime.add_consumer(name, cfg, handler)
+    Ok(runtime.add_consumer(name, cfg, handler)?)
 }
 
-/// Re-send overdue commands and refresh the state gauge, every `retry_interval_ms`. A failed
-/// round is logged and retried next tick: the database may be briefly away.
+/// Fire passed deadlines, re-send overdue commands and refresh the gauges, every
+/// `retry_interval_ms`; compact finished timelines every `timeline_compaction_interval_secs`.
+/// A failed round is logged and retried next tick: the database may be briefly away (a row
+/// that cannot be processed does not fail the round: it becomes an incident).
 async fn retry_loop(
     runner: SagaRunner,
     pool: PgPool,
@@ -147,6 +160,9 @@ async fn retry_loop(
         runner.config().retry_interval_ms.max(10),
     ));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let compaction_every =
+        Duration::from_secs(runner.config().timeline_compaction_interval_secs.max(1));
+    let mut last_compaction: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -157,6 +173,12 @@ async fn retry_loop(
         }
         if let Err(e) = runner.refresh_gauge(&pool).await {
             tracing::warn!(error = %e, "saga gauge refresh failed");
+        }
+        if last_compaction.is_none_or(|t| t.elapsed() >= compaction_every) {
+            last_compaction = Some(tokio::time::Instant::now());
+            if let Err(e) = runner.compact_timelines_once(&pool).await {
+                tracing::warn!(error = %e, "timeline compaction failed");
+            }
         }
     }
 }

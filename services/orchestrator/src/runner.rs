@@ -2,6 +2,7 @@
 //! transaction (the consumer runtime's, which also holds the inbox row): lock the saga row,
 //! apply the state machine, append the transition, enqueue the commands through the outbox.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use saga_contracts::{Metadata, OrderPlaced, SagaId, Timestamp};
@@ -11,9 +12,11 @@ use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::engine::{Issue, SagaState, Status};
+use crate::engine::{Decision, Issue, SagaState, Status};
 use crate::sagas::order_saga::{IncomingReply, ORDER_SAGA, OrderSagaData};
-use crate::store::{self, IssuedCommand, NewSaga, NewTransition, SagaRow, StoreError};
+use crate::store::{
+    self, IncidentCause, IssuedCommand, NewIncident, NewSaga, NewTransition, SagaRow, StoreError,
+};
 
 /// `[saga]` section: when a command counts as unanswered and how re-sends back off.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +32,18 @@ pub struct SagaConfig {
     pub retry_batch: i64,
     /// Run the periodic retry task (tests call `retry_due_once` themselves).
     pub retry_task: bool,
+    /// Per-step deadline overrides in ms, by step name (`0`: no deadline); steps not named
+    /// keep the step table's default.
+    pub step_deadlines_ms: BTreeMap<String, u64>,
+    /// The whole saga's deadline for its forward steps, from its start (`0`: none).
+    pub saga_deadline_ms: u64,
+    /// Re-sends of one pending command before the saga opens an incident.
+    pub max_attempts: u32,
+    /// Timelines of sagas finished longer ago than this are compacted (first and last
+    /// transition kept).
+    pub timeline_retention_secs: u64,
+    /// How often the retry task compacts timelines.
+    pub timeline_compaction_interval_secs: u64,
 }
 
 impl Default for SagaConfig {
@@ -39,6 +54,11 @@ impl Default for SagaConfig {
             retry_interval_ms: 1_000,
             retry_batch: 100,
             retry_task: true,
+            step_deadlines_ms: BTreeMap::new(),
+            saga_deadline_ms: 600_000,
+            max_attempts: 10,
+            timeline_retention_secs: 30 * 24 * 3600,
+            timeline_compaction_interval_secs: 3600,
         }
     }
 }
@@ -52,6 +72,29 @@ impl SagaConfig {
             .min(self.retry_max_backoff_ms.max(self.retry_timeout_ms));
         Duration::from_millis(ms)
     }
+
+    /// The deadline of step `i`: the config's override, else the step table's.
+    pub fn step_deadline(&self, i: usize) -> Option<Duration> {
+        match self.step_deadlines_ms.get(ORDER_SAGA.step_name(i)) {
+            Some(0) => None,
+            Some(&ms) => Some(Duration::from_millis(ms)),
+            None => ORDER_SAGA.step_deadline(i),
+        }
+    }
+
+    /// Reject a config that names a step the saga does not have.
+    pub fn validate(&self) -> Result<(), String> {
+        for name in self.step_deadlines_ms.keys() {
+            if ORDER_SAGA.step_index(name).is_none() {
+                let known: Vec<_> = ORDER_SAGA.steps.iter().map(|s| s.name).collect();
+                return Err(format!(
+                    "saga.step_deadlines_ms names unknown step {name:?} (steps: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +103,45 @@ pub enum SagaError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+}
+
+/// An operator's action on a saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAction {
+    /// Re-send the pending command now with a fresh attempts budget (also resolves an
+    /// incident, resuming where the saga stood).
+    Retry,
+    /// Mark the pending undo (or the abort notice) as done by hand and go on unwinding.
+    Skip,
+    /// Give up on a running saga now: undo its current and completed steps, reject the order.
+    Abort,
+}
+
+impl OperatorAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperatorAction::Retry => "retry",
+            OperatorAction::Skip => "skip",
+            OperatorAction::Abort => "abort",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    #[error("no saga with saga id or order id {0}")]
+    NotFound(Uuid),
+    /// The action does not apply to the saga as it stands.
+    #[error("{0}")]
+    NotApplicable(String),
+    #[error(transparent)]
+    Saga(#[from] SagaError),
+}
+
+impl From<StoreError> for OperateError {
+    fn from(e: StoreError) -> Self {
+        OperateError::Saga(SagaError::Store(e))
+    }
 }
 
 impl SagaError {
@@ -128,6 +210,9 @@ impl SagaRunner {
                 cause: placed.meta.message_id,
                 correlation_id: placed.meta.correlation_id,
                 retry_after_secs: self.first_timeout_secs(),
+                step_deadline_secs: self.step_deadline_secs(&state),
+                saga_deadline_secs: (self.config.saga_deadline_ms > 0)
+                    .then(|| self.config.saga_deadline_ms as f64 / 1000.0),
             },
         )
         .await?;
@@ -196,67 +281,273 @@ impl SagaRunner {
         if let Some(fact) = reply.fact {
             data.record(fact);
         }
-        let after = decision.state;
-        let cause = cause_of(&row, reply.meta.message_id.into_uuid());
-        let commands = self
-            .send(tx, &data, &after, &decision.issue, &cause)
+        let status = self
+            .apply(
+                tx,
+                &row,
+                &before,
+                decision,
+                &data,
+                Cause {
+                    message_id: reply.meta.message_id.into_uuid(),
+                    type_name: reply.type_name,
+                    outcome: "applied",
+                    detail: None,
+                },
+                IncidentCause::UndoRefused,
+            )
             .await?;
+        Ok(Handled::Applied { saga_id, status })
+    }
+
+    /// Write an applied decision: send its commands, update the row, append the transition,
+    /// and open the incident when the decision is one. Returns the new status.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        row: &SagaRow,
+        before: &SagaState,
+        decision: Decision,
+        data: &OrderSagaData,
+        cause: Cause<'_>,
+        incident_cause: IncidentCause,
+    ) -> Result<Status, SagaError> {
+        let after = decision.state;
+        let meta = cause_of(row, cause.message_id);
+        let commands = self.send(tx, data, &after, &decision.issue, &meta).await?;
         store::update_saga(
             tx,
-            &row,
+            row,
             &after,
-            &data,
-            reply.meta.message_id,
+            data,
+            cause.message_id.into(),
             self.first_timeout_secs(),
+            self.step_deadline_secs(&after),
         )
         .await?;
-        let detail = (after.failure_reason != before.failure_reason)
+        let outcome = if decision.incident.is_some() {
+            "incident"
+        } else {
+            cause.outcome
+        };
+        let reason_changed = (after.failure_reason != before.failure_reason)
             .then_some(after.failure_reason.as_deref())
             .flatten();
+        let detail = decision
+            .incident
+            .as_deref()
+            .or(cause.detail)
+            .or(reason_changed);
         store::insert_transition(
             tx,
             NewTransition {
                 saga_id: row.saga_id,
-                outcome: "applied",
-                from: Some(&before),
+                outcome,
+                from: Some(before),
                 to: &after,
-                caused_by_message_id,
-                caused_by_type: reply.type_name,
+                caused_by_message_id: Some(cause.message_id),
+                caused_by_type: cause.type_name,
                 commands: &commands,
                 detail,
             },
         )
         .await?;
-        self.observe(&row, &before, &after, &decision.issue);
-        tracing::info!(%saga_id, from = %before.status, to = %after.status, "saga advanced");
-        Ok(Handled::Applied {
-            saga_id,
-            status: after.status,
-        })
+        if let Some(error) = &decision.incident {
+            let pending = ORDER_SAGA.pending(before);
+            store::open_incident(
+                tx,
+                NewIncident {
+                    saga_id: row.saga_id,
+                    cause: incident_cause,
+                    state_before: Some(before.status.as_str()),
+                    step: Some(pending_step(before)),
+                    command: pending.first().map(|&i| command_type(i, data)),
+                    error,
+                    attempts: row.attempts,
+                    dead_letter: None,
+                },
+            )
+            .await?;
+            metrics::counter!("saga_incidents_total", "cause" => incident_cause.as_str())
+                .increment(1);
+            tracing::error!(saga_id = %row.saga_id, %error, "saga needs an operator: incident opened");
+        }
+        self.observe(row, before, &after, &decision.issue);
+        tracing::info!(saga_id = %row.saga_id, from = %before.status, to = %after.status, "saga advanced");
+        Ok(after.status)
     }
 
-    /// Re-send the pending command of every saga whose answer is overdue, once. Returns how
-    /// many sagas were re-sent. Sagas locked by another instance are skipped.
+    fn step_deadline_secs(&self, state: &SagaState) -> Option<f64> {
+        match (state.status, state.step) {
+            (Status::Running, Some(i)) => self.config.step_deadline(i).map(|d| d.as_secs_f64()),
+            _ => None,
+        }
+    }
+
+    /// Handle every saga that is due, once: fire a passed deadline, re-send an unanswered
+    /// command, or open an incident when the attempts budget is spent. Returns how many sagas
+    /// were handled. Sagas locked by another instance are skipped. Each saga runs in its own
+    /// savepoint: one that fails for a reason other than the database (an unreadable row)
+    /// becomes an incident and the others go on.
     pub async fn retry_due_once(&self, pool: &PgPool) -> Result<usize, SagaError> {
         let mut tx = pool.begin().await.map_err(StoreError::from)?;
         let due = store::lock_due(&mut tx, self.config.retry_batch).await?;
         for row in &due {
-            let span =
-                tracing::info_span!("retry", order_id = %row.order_id, saga_id = %row.saga_id);
-            self.retry_one(&mut tx, row).instrument(span).await?;
+            let span = tracing::info_span!("due", order_id = %row.order_id, saga_id = %row.saga_id);
+            let mut sp = sqlx::Acquire::begin(&mut tx)
+                .await
+                .map_err(StoreError::from)?;
+            match self.handle_due(&mut sp, row).instrument(span.clone()).await {
+                Ok(()) => sp.commit().await.map_err(StoreError::from)?,
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    sp.rollback().await.map_err(StoreError::from)?;
+                    let _entered = span.enter();
+                    tracing::error!(error = %e, "saga row cannot be processed; incident opened");
+                    self.incident_for_broken_row(&mut tx, row, &e.to_string())
+                        .await?;
+                }
+            }
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(due.len())
     }
 
-    async fn retry_one(&self, tx: &mut PgConnection, row: &SagaRow) -> Result<(), SagaError> {
+    /// Put a row that cannot be processed aside, touching only plain columns.
+    async fn incident_for_broken_row(
+        &self,
+        tx: &mut PgConnection,
+        row: &SagaRow,
+        error: &str,
+    ) -> Result<(), SagaError> {
+        let state_before = row
+            .engine_state()
+            .ok()
+            .filter(|s| s.status.is_waiting())
+            .map(|s| s.status.as_str());
+        store::open_incident(
+            tx,
+            NewIncident {
+                saga_id: row.saga_id,
+                cause: IncidentCause::ProcessingError,
+                state_before,
+                step: row.current_step.as_deref(),
+                command: None,
+                error,
+                attempts: row.attempts,
+                dead_letter: None,
+            },
+        )
+        .await?;
+        store::insert_raw_transition(tx, row, "incident", "incident", "retry", error).await?;
+        metrics::counter!("saga_incidents_total", "cause" => IncidentCause::ProcessingError.as_str())
+            .increment(1);
+        Ok(())
+    }
+
+    async fn handle_due(&self, tx: &mut PgConnection, row: &SagaRow) -> Result<(), SagaError> {
         let state = row.engine_state()?;
-        let issues = ORDER_SAGA.pending(&state);
+        let data = row.order_data()?;
+        if row.deadline_passed && state.status == Status::Running {
+            return self.time_out(tx, row, &state, &data).await;
+        }
+        if !state.status.is_waiting() {
+            return Ok(());
+        }
+        if u32::try_from(row.attempts).unwrap_or(0) >= self.config.max_attempts {
+            let error = format!(
+                "no answer after {} re-sends of {}",
+                row.attempts,
+                ORDER_SAGA
+                    .pending(&state)
+                    .first()
+                    .map_or("the pending command", |&i| command_type(i, &data))
+            );
+            let decision = Decision {
+                state: SagaState {
+                    status: Status::Incident,
+                    ..state.clone()
+                },
+                issue: Vec::new(),
+                applied: true,
+                incident: Some(error),
+            };
+            self.apply(
+                tx,
+                row,
+                &state,
+                decision,
+                &data,
+                Cause {
+                    message_id: row.cause_message_id,
+                    type_name: "retry",
+                    outcome: "incident",
+                    detail: None,
+                },
+                IncidentCause::AttemptsExhausted,
+            )
+            .await?;
+            return Ok(());
+        }
+        self.retry_one(tx, row, &state, &data).await
+    }
+
+    /// The running step's deadline (or the saga's) passed: give up on the step.
+    async fn time_out(
+        &self,
+        tx: &mut PgConnection,
+        row: &SagaRow,
+        state: &SagaState,
+        data: &OrderSagaData,
+    ) -> Result<(), SagaError> {
+        let step = pending_step(state);
+        let saga_deadline_passed = row
+            .saga_deadline_at
+            .zip(row.deadline_at)
+            .is_some_and(|(saga, next)| saga <= next);
+        let reason = if saga_deadline_passed {
+            format!("saga deadline passed during step {step}")
+        } else {
+            let secs = state
+                .step
+                .and_then(|i| self.config.step_deadline(i))
+                .map_or(0, |d| d.as_secs());
+            format!("step {step} timed out (no answer within {secs}s)")
+        };
+        let decision = ORDER_SAGA.give_up(state, reason.clone());
+        metrics::counter!("saga_step_timeouts_total", "step" => step).increment(1);
+        tracing::warn!(%reason, "deadline passed; compensating");
+        self.apply(
+            tx,
+            row,
+            state,
+            decision,
+            data,
+            Cause {
+                message_id: row.cause_message_id,
+                type_name: "deadline",
+                outcome: "timed_out",
+                detail: Some(&reason),
+            },
+            IncidentCause::ProcessingError,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn retry_one(
+        &self,
+        tx: &mut PgConnection,
+        row: &SagaRow,
+        state: &SagaState,
+        data: &OrderSagaData,
+    ) -> Result<(), SagaError> {
+        let issues = ORDER_SAGA.pending(state);
         // Same causation as the original send, new message id: the participant's inbox does
         // not drop it, and its own idempotency (by order id) makes the effect happen once.
         let cause = cause_of(row, row.cause_message_id);
-        let data = row.order_data()?;
-        let commands = self.send(tx, &data, &state, &issues, &cause).await?;
+        let commands = self.send(tx, data, state, &issues, &cause).await?;
         let attempt = u32::try_from(row.attempts).unwrap_or(0).saturating_add(1);
         store::record_retry(tx, row.saga_id, self.config.backoff(attempt).as_secs_f64()).await?;
         let detail = format!("re-send {attempt}");
@@ -265,8 +556,8 @@ impl SagaRunner {
             NewTransition {
                 saga_id: row.saga_id,
                 outcome: "retried",
-                from: Some(&state),
-                to: &state,
+                from: Some(state),
+                to: state,
                 caused_by_message_id: Some(row.cause_message_id),
                 caused_by_type: "retry",
                 commands: &commands,
@@ -280,6 +571,121 @@ impl SagaRunner {
         }
         tracing::warn!(attempt, state = %state.status, "no answer in time; command re-sent");
         Ok(())
+    }
+
+    /// An operator's action on the saga `id` (saga id or order id), with the reason recorded
+    /// in the timeline. Returns the saga as it stands afterwards.
+    #[tracing::instrument(skip(self, pool, reason))]
+    pub async fn operate(
+        &self,
+        pool: &PgPool,
+        id: Uuid,
+        action: OperatorAction,
+        reason: &str,
+    ) -> Result<SagaRow, OperateError> {
+        let mut tx = pool.begin().await.map_err(StoreError::from)?;
+        let row = store::lock(&mut tx, id)
+            .await?
+            .ok_or(OperateError::NotFound(id))?;
+        let incident = store::open_incident_of(&mut tx, row.saga_id).await?;
+        let not_applicable = |why: String| {
+            OperateError::NotApplicable(format!(
+                "{} does not apply to saga {} in state {}: {why}",
+                action.as_str(),
+                row.saga_id,
+                row.state
+            ))
+        };
+        // The state to act on: the saga's own, or for an incident the one it stopped in.
+        let mut state = row.engine_state().map_err(|e| {
+            not_applicable(format!("the saga cannot be read ({e}); fix the row first"))
+        })?;
+        if state.status == Status::Incident {
+            let before = incident
+                .as_ref()
+                .and_then(|i| i.state_before.as_deref())
+                .and_then(|s| s.parse::<Status>().ok())
+                .filter(|s| s.is_waiting())
+                .ok_or_else(|| {
+                    not_applicable("the incident does not say where the saga stood".into())
+                })?;
+            state.status = before;
+        }
+        let data = row
+            .order_data()
+            .map_err(|e| not_applicable(format!("the saga's data cannot be read ({e})")))?;
+        let detail = format!("{}: {reason}", action.as_str());
+        let type_name = match action {
+            OperatorAction::Retry => "operator:retry",
+            OperatorAction::Skip => "operator:skip",
+            OperatorAction::Abort => "operator:abort",
+        };
+        let decision = match action {
+            OperatorAction::Retry if state.status.is_waiting() => Decision {
+                issue: ORDER_SAGA.pending(&state),
+                state: state.clone(),
+                applied: true,
+                incident: None,
+            },
+            OperatorAction::Retry => {
+                return Err(not_applicable("nothing is pending".into()));
+            }
+            OperatorAction::Skip => {
+                let d = ORDER_SAGA.skip(&state);
+                if !d.applied {
+                    return Err(not_applicable(
+                        "only a pending undo or abort notice can be skipped".into(),
+                    ));
+                }
+                d
+            }
+            OperatorAction::Abort => {
+                let d = ORDER_SAGA.give_up(&state, format!("aborted by operator: {reason}"));
+                if !d.applied {
+                    return Err(not_applicable("only a running saga can be aborted".into()));
+                }
+                d
+            }
+        };
+        // The row as the engine saw it before: its stored state, for the transition.
+        let from = SagaState {
+            status: row.state.parse().unwrap_or(Status::Incident),
+            ..state.clone()
+        };
+        self.apply(
+            &mut tx,
+            &row,
+            &from,
+            decision,
+            &data,
+            Cause {
+                message_id: row.cause_message_id,
+                type_name,
+                outcome: "operator",
+                detail: Some(&detail),
+            },
+            IncidentCause::ProcessingError,
+        )
+        .await?;
+        if let Some(incident) = &incident {
+            store::resolve_incident(&mut tx, incident.incident_id, action.as_str(), reason).await?;
+        }
+        let after = store::lock(&mut tx, row.saga_id)
+            .await?
+            .ok_or(OperateError::NotFound(id))?;
+        tx.commit().await.map_err(StoreError::from)?;
+        metrics::counter!("saga_operator_actions_total", "action" => action.as_str()).increment(1);
+        tracing::warn!(action = action.as_str(), %reason, "operator action applied");
+        Ok(after)
+    }
+
+    /// Compact the timelines of sagas finished longer ago than the retention.
+    pub async fn compact_timelines_once(&self, pool: &PgPool) -> Result<u64, SagaError> {
+        let n = store::compact_timelines(pool, self.config.timeline_retention_secs as f64).await?;
+        if n > 0 {
+            tracing::info!(transitions = n, "finished sagas' timelines compacted");
+        }
+        Ok(n)
     }
 
     /// Build and enqueue the commands for `issues`, each with a fresh message id.
@@ -339,6 +745,21 @@ impl SagaRunner {
                 .map_or(0, |(_, n)| *n);
             metrics::gauge!("sagas", "state" => status.as_str()).set(n as f64);
         }
+        let open = store::count_open_incidents(pool).await?;
+        metrics::gauge!("saga_open_incidents").set(open as f64);
+        let ages = store::oldest_pending_by_step(pool).await?;
+        let names = ORDER_SAGA
+            .steps
+            .iter()
+            .map(|s| s.name)
+            .chain([ORDER_SAGA.abort.name]);
+        for name in names {
+            let age = ages
+                .iter()
+                .find(|(s, _)| s == name)
+                .map_or(0.0, |(_, a)| *a);
+            metrics::gauge!("saga_oldest_pending_step_age_seconds", "step" => name).set(age);
+        }
         Ok(())
     }
 }
@@ -354,4 +775,29 @@ fn cause_of(row: &SagaRow, message_id: Uuid) -> Metadata {
         correlation_id: row.correlation_id,
         occurred_at: Timestamp::now(),
     }
+}
+
+/// What caused a transition written by [`SagaRunner::apply`].
+struct Cause<'a> {
+    /// The message id recorded as the cause (for a deadline, retry or operator action: the
+    /// message that caused the current position).
+    message_id: Uuid,
+    type_name: &'a str,
+    outcome: &'a str,
+    detail: Option<&'a str>,
+}
+
+/// The step a saga waits on, by name (`reject_order` for the abort notice).
+fn pending_step(state: &SagaState) -> &'static str {
+    match (state.status, state.step) {
+        (Status::Aborting, _) | (_, None) => ORDER_SAGA.abort.name,
+        (_, Some(i)) => ORDER_SAGA.step_name(i),
+    }
+}
+
+/// The message type an issue sends (ReserveStock, ..., RejectOrder), read off the command
+/// the step table builds, so it cannot drift from the table.
+fn command_type(issue: Issue, data: &OrderSagaData) -> &'static str {
+    let meta = Metadata::first(saga_contracts::OrderId::new());
+    ORDER_SAGA.build(issue, data, None, meta).type_name()
 }

@@ -37,11 +37,17 @@ pub struct SagaRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    pub saga_deadline_at: Option<DateTime<Utc>>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub step_started_at: DateTime<Utc>,
+    /// `deadline_at` has passed (by the database's clock, the one that set it).
+    pub deadline_passed: bool,
 }
 
 const SAGA_COLUMNS: &str = "saga_id, saga_type, order_id, state, current_step, completed_steps, \
      data, failure_reason, version, cause_message_id, correlation_id, attempts, next_retry_at, \
-     created_at, updated_at, finished_at";
+     created_at, updated_at, finished_at, saga_deadline_at, deadline_at, step_started_at, \
+     COALESCE(deadline_at <= now(), false) AS deadline_passed";
 
 impl SagaRow {
     pub fn saga_id(&self) -> SagaId {
@@ -98,6 +104,9 @@ pub struct NewSaga<'a> {
     pub correlation_id: Uuid,
     /// When its first command counts as unanswered.
     pub retry_after_secs: f64,
+    /// The first step's deadline, and the saga's (seconds from now; `None`: none).
+    pub step_deadline_secs: Option<f64>,
+    pub saga_deadline_secs: Option<f64>,
 }
 
 /// Insert a new saga; `None` when one already exists for the order (OrderPlaced seen before).
@@ -113,6 +122,8 @@ pub async fn insert_saga(
         cause,
         correlation_id,
         retry_after_secs,
+        step_deadline_secs,
+        saga_deadline_secs,
     } = new;
     let data = serde_json::to_value(data).map_err(|e| StoreError::Corrupt {
         saga_id: saga_id.into_uuid(),
@@ -120,8 +131,11 @@ pub async fn insert_saga(
     })?;
     let sql = format!(
         "INSERT INTO sagas (saga_id, saga_type, order_id, state, current_step, completed_steps, \
-             data, cause_message_id, correlation_id, next_retry_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10)) \
+             data, cause_message_id, correlation_id, next_retry_at, saga_deadline_at, \
+             deadline_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10), \
+             now() + make_interval(secs => $12), \
+             LEAST(now() + make_interval(secs => $11), now() + make_interval(secs => $12))) \
          ON CONFLICT (order_id) DO NOTHING RETURNING {SAGA_COLUMNS}"
     );
     let row = sqlx::query_as::<_, SagaRow>(&sql)
@@ -135,6 +149,8 @@ pub async fn insert_saga(
         .bind(cause.into_uuid())
         .bind(correlation_id)
         .bind(retry_after_secs)
+        .bind(step_deadline_secs)
+        .bind(saga_deadline_secs)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row)
@@ -160,7 +176,10 @@ pub async fn lock_by_order(
         .await?)
 }
 
-/// Write the state the engine decided, resetting the retry clock.
+/// Write the state the engine decided, resetting the retry clock. `step_deadline_secs` is
+/// the deadline of the step the saga now runs (ignored unless running); the saga deadline
+/// still caps it.
+#[allow(clippy::too_many_arguments)]
 pub async fn update_saga(
     conn: &mut PgConnection,
     row: &SagaRow,
@@ -168,14 +187,20 @@ pub async fn update_saga(
     data: &OrderSagaData,
     cause: MessageId,
     retry_after_secs: f64,
+    step_deadline_secs: Option<f64>,
 ) -> Result<(), StoreError> {
     let data = serde_json::to_value(data).map_err(|e| row.corrupt(e.to_string()))?;
-    let terminal = state.status.is_terminal();
+    let step_changed = state.status.as_str() != row.state
+        || state.step.map(|i| ORDER_SAGA.step_name(i)) != row.current_step.as_deref();
     sqlx::query(
         "UPDATE sagas SET state = $2, current_step = $3, completed_steps = $4, data = $5, \
              failure_reason = $6, version = version + 1, cause_message_id = $7, attempts = 0, \
-             next_retry_at = CASE WHEN $8 THEN NULL ELSE now() + make_interval(secs => $9) END, \
-             updated_at = now(), finished_at = CASE WHEN $8 THEN now() END \
+             next_retry_at = CASE WHEN $8 THEN now() + make_interval(secs => $9) END, \
+             deadline_at = CASE WHEN $2 = 'running' AND ($10::float8 IS NOT NULL \
+                     OR saga_deadline_at IS NOT NULL) \
+                 THEN LEAST(now() + make_interval(secs => $10), saga_deadline_at) END, \
+             step_started_at = CASE WHEN $12 THEN now() ELSE step_started_at END, \
+             updated_at = now(), finished_at = CASE WHEN $11 THEN now() END \
          WHERE saga_id = $1",
     )
     .bind(row.saga_id)
@@ -185,18 +210,22 @@ pub async fn update_saga(
     .bind(data)
     .bind(state.failure_reason.as_deref())
     .bind(cause.into_uuid())
-    .bind(terminal)
+    .bind(state.status.is_waiting())
     .bind(retry_after_secs)
+    .bind(step_deadline_secs)
+    .bind(state.status.is_terminal())
+    .bind(step_changed)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Sagas whose pending command is due for a re-send, locked; others instances skip them.
+/// Sagas whose pending command is due for a re-send or whose deadline passed, locked; other
+/// instances skip them (so a deadline fires once however many orchestrators run).
 pub async fn lock_due(conn: &mut PgConnection, limit: i64) -> Result<Vec<SagaRow>, StoreError> {
     let sql = format!(
-        "SELECT {SAGA_COLUMNS} FROM sagas WHERE next_retry_at <= now() \
-         ORDER BY next_retry_at LIMIT $1 FOR UPDATE SKIP LOCKED"
+        "SELECT {SAGA_COLUMNS} FROM sagas WHERE next_retry_at <= now() OR deadline_at <= now() \
+         ORDER BY LEAST(next_retry_at, deadline_at) LIMIT $1 FOR UPDATE SKIP LOCKED"
     );
     Ok(sqlx::query_as::<_, SagaRow>(&sql)
         .bind(limit)
@@ -312,22 +341,28 @@ pub async fn timeline(pool: &PgPool, saga_id: Uuid) -> Result<Vec<TransitionRow>
     .await?)
 }
 
-/// A page of sagas in creation order (saga ids are UUIDv7), optionally of one state.
+/// A page of sagas in creation order (saga ids are UUIDv7), optionally of one state, and
+/// optionally only the stuck ones: not finished, and at the same step for at least
+/// `stuck_for_secs`.
 pub async fn list(
     pool: &PgPool,
     state: Option<Status>,
+    stuck_for_secs: Option<f64>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<SagaRow>, StoreError> {
     let sql = format!(
         "SELECT {SAGA_COLUMNS} FROM sagas \
          WHERE ($1::text IS NULL OR state = $1) AND ($2::uuid IS NULL OR saga_id > $2) \
+           AND ($4::float8 IS NULL OR (finished_at IS NULL \
+                AND step_started_at <= now() - make_interval(secs => $4))) \
          ORDER BY saga_id LIMIT $3"
     );
     Ok(sqlx::query_as::<_, SagaRow>(&sql)
         .bind(state.map(Status::as_str))
         .bind(after)
         .bind(limit)
+        .bind(stuck_for_secs)
         .fetch_all(pool)
         .await?)
 }
@@ -339,4 +374,221 @@ pub async fn count_by_state(pool: &PgPool) -> Result<Vec<(String, i64)>, StoreEr
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// Lock a saga by saga id or order id (operator actions).
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<SagaRow>, StoreError> {
+    let sql =
+        format!("SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = $1 OR order_id = $1 FOR UPDATE");
+    Ok(sqlx::query_as::<_, SagaRow>(&sql)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// Why a saga stopped and waits for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentCause {
+    /// The participant answered that it cannot carry out an undo (or the abort notice).
+    UndoRefused,
+    /// The pending command was re-sent `saga.max_attempts` times without an answer.
+    AttemptsExhausted,
+    /// The participant dead-lettered the pending command.
+    DeadLettered,
+    /// The orchestrator could not process the row (unreadable state or data).
+    ProcessingError,
+}
+
+impl IncidentCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentCause::UndoRefused => "undo_refused",
+            IncidentCause::AttemptsExhausted => "attempts_exhausted",
+            IncidentCause::DeadLettered => "dead_lettered",
+            IncidentCause::ProcessingError => "processing_error",
+        }
+    }
+}
+
+/// An incident to open.
+pub struct NewIncident<'a> {
+    pub saga_id: Uuid,
+    pub cause: IncidentCause,
+    /// The state to resume from (`None`: the row could not be read).
+    pub state_before: Option<&'a str>,
+    pub step: Option<&'a str>,
+    pub command: Option<&'a str>,
+    pub error: &'a str,
+    pub attempts: i32,
+    pub dead_letter: Option<serde_json::Value>,
+}
+
+/// Put the saga in `incident` (nothing re-sent, no deadline) and record why. Touches only
+/// plain columns, so it works on a row the engine cannot read. A saga that already has an
+/// open incident keeps it (the unique index), and `false` is returned.
+pub async fn open_incident(
+    conn: &mut PgConnection,
+    i: NewIncident<'_>,
+) -> Result<bool, StoreError> {
+    let opened = sqlx::query(
+        "INSERT INTO saga_incidents (incident_id, saga_id, cause, state_before, step, command, \
+             error, attempts, dead_letter) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (saga_id) WHERE resolved_at IS NULL DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(i.saga_id)
+    .bind(i.cause.as_str())
+    .bind(i.state_before)
+    .bind(i.step)
+    .bind(i.command)
+    .bind(i.error)
+    .bind(i.attempts)
+    .bind(i.dead_letter)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    sqlx::query(
+        "UPDATE sagas SET state = 'incident', next_retry_at = NULL, deadline_at = NULL, \
+             version = version + 1, updated_at = now() WHERE saga_id = $1",
+    )
+    .bind(i.saga_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(opened)
+}
+
+/// One row of `saga_incidents`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct IncidentRow {
+    pub incident_id: Uuid,
+    pub cause: String,
+    pub state_before: Option<String>,
+    pub step: Option<String>,
+    pub command: Option<String>,
+    pub error: String,
+    pub attempts: i32,
+    pub dead_letter: Option<serde_json::Value>,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolution: Option<String>,
+    pub resolution_reason: Option<String>,
+}
+
+const INCIDENT_COLUMNS: &str = "incident_id, cause, state_before, step, command, error, attempts, \
+     dead_letter, opened_at, resolved_at, resolution, resolution_reason";
+
+/// The saga's open incident, if any.
+pub async fn open_incident_of(
+    conn: &mut PgConnection,
+    saga_id: Uuid,
+) -> Result<Option<IncidentRow>, StoreError> {
+    let sql = format!(
+        "SELECT {INCIDENT_COLUMNS} FROM saga_incidents WHERE saga_id = $1 AND resolved_at IS NULL"
+    );
+    Ok(sqlx::query_as::<_, IncidentRow>(&sql)
+        .bind(saga_id)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// The saga's latest incident (open or resolved), for the API.
+pub async fn latest_incident(
+    pool: &PgPool,
+    saga_id: Uuid,
+) -> Result<Option<IncidentRow>, StoreError> {
+    let sql = format!(
+        "SELECT {INCIDENT_COLUMNS} FROM saga_incidents WHERE saga_id = $1 \
+         ORDER BY opened_at DESC LIMIT 1"
+    );
+    Ok(sqlx::query_as::<_, IncidentRow>(&sql)
+        .bind(saga_id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+/// Close an incident with the operator's action and reason.
+pub async fn resolve_incident(
+    conn: &mut PgConnection,
+    incident_id: Uuid,
+    resolution: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE saga_incidents SET resolved_at = now(), resolution = $2, resolution_reason = $3 \
+         WHERE incident_id = $1",
+    )
+    .bind(incident_id)
+    .bind(resolution)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Append a transition for a row the engine may not be able to read (incident on a corrupt
+/// row): states as stored text.
+pub async fn insert_raw_transition(
+    conn: &mut PgConnection,
+    row: &SagaRow,
+    outcome: &str,
+    to_state: &str,
+    caused_by_type: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO saga_transitions (saga_id, seq, outcome, from_state, to_state, from_step, \
+             to_step, caused_by_type, detail) \
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $5, $6, $7 \
+         FROM saga_transitions WHERE saga_id = $1",
+    )
+    .bind(row.saga_id)
+    .bind(outcome)
+    .bind(&row.state)
+    .bind(to_state)
+    .bind(&row.current_step)
+    .bind(caused_by_type)
+    .bind(detail)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Open incidents, for the gauge.
+pub async fn count_open_incidents(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM saga_incidents WHERE resolved_at IS NULL")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Age in seconds of the oldest pending command per step (the abort notice counts as
+/// `reject_order`), over the sagas still waiting.
+pub async fn oldest_pending_by_step(pool: &PgPool) -> Result<Vec<(String, f64)>, StoreError> {
+    Ok(sqlx::query_as::<_, (String, f64)>(
+        "SELECT COALESCE(current_step, 'reject_order'), \
+             EXTRACT(EPOCH FROM now() - min(step_started_at))::float8 \
+         FROM sagas WHERE state IN ('running', 'compensating', 'aborting') GROUP BY 1",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Compact the timelines of sagas finished more than `retention_secs` ago: keep the first
+/// (`started`) and the last transition, delete the ones between. The saga row keeps its
+/// outcome and failure reason. Returns how many transitions went.
+pub async fn compact_timelines(pool: &PgPool, retention_secs: f64) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM saga_transitions t USING sagas s \
+         WHERE t.saga_id = s.saga_id AND s.finished_at IS NOT NULL \
+           AND s.finished_at < now() - make_interval(secs => $1) \
+           AND t.seq > 1 \
+           AND t.seq < (SELECT max(seq) FROM saga_transitions m WHERE m.saga_id = t.saga_id)",
+    )
+    .bind(retention_secs)
+    .execute(pool)
+    .await?
+    .rows_affected())
 }

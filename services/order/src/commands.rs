@@ -7,10 +7,12 @@ use saga_contracts::{OrderCommand, TopicMessage};
 use sqlx::PgConnection;
 use tracing::Instrument;
 
+use crate::messages::Publisher;
 use crate::service::{Command, Decision, Orders, ServiceError};
 use crate::store::StoreError;
 
-pub struct OrderCommands(pub Orders);
+/// The order service and the publisher it answers refused commands with.
+pub struct OrderCommands(pub Orders, pub Publisher);
 
 impl Handler for OrderCommands {
     type Message = OrderCommand;
@@ -49,11 +51,20 @@ impl Handler for OrderCommands {
                 tracing::info!("command already applied; nothing to do");
                 Ok(())
             }
-            // The orchestrator should never send this; refusing keeps the order's history
-            // truthful, and the warning makes the saga bug visible.
+            // Refusing keeps the order's history truthful; the reply lets the saga go on (a
+            // refused approve unwinds it, a refused reject opens an incident) instead of
+            // waiting for an answer that never comes.
             Ok(Decision::Refused(reason)) => {
                 tracing::warn!(%reason, "command refused");
-                Ok(())
+                self.1
+                    .refuse(
+                        tx,
+                        msg.message.type_name(),
+                        reason.to_string(),
+                        saga_contracts::Metadata::caused_by(meta),
+                    )
+                    .await
+                    .map_err(HandlerError::Outbox)
             }
             Ok(Decision::UnknownOrder) => {
                 Err(HandlerError::Permanent(format!("no order {order_id}")))

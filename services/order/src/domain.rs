@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use saga_contracts::ids::{CustomerId, OrderId};
 use saga_contracts::{Address, Money, OrderLine};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-/// What happened to an order, as stored in `order_events.payload` (with `type` next to it).
+/// What happened to an order, as stored in `order_events.payload` (with `type` and
+/// `schema_version` next to it; older versions are raised to this shape by `upcast`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
@@ -17,7 +19,9 @@ pub enum OrderEvent {
         shipping_address: Address,
     },
     OrderApproved {},
+    /// Stored as v2 (`rejection_reason`); v1 rows (`reason`) are raised by `upcast`.
     OrderRejected {
+        #[serde(rename = "rejection_reason")]
         reason: String,
     },
 }
@@ -42,27 +46,58 @@ pub struct RecordedEvent {
     pub event: OrderEvent,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an order stands: the one typed status used by the aggregate, the read model, the
+/// HTTP views and the live stream (`PENDING`, `APPROVED`, `REJECTED` on the wire and in
+/// `order_summaries.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Pending,
     Approved,
-    Rejected { reason: String },
+    Rejected,
 }
 
 impl OrderStatus {
-    pub fn as_str(&self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Pending => "PENDING",
             OrderStatus::Approved => "APPROVED",
-            OrderStatus::Rejected { .. } => "REJECTED",
+            OrderStatus::Rejected => "REJECTED",
         }
     }
 
-    pub fn reason(&self) -> Option<&str> {
-        match self {
-            OrderStatus::Rejected { reason } => Some(reason),
-            _ => None,
+    /// Approved and rejected are final: no event follows them.
+    pub fn is_final(self) -> bool {
+        !matches!(self, OrderStatus::Pending)
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown order status {0:?}: expected PENDING, APPROVED or REJECTED")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for OrderStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "PENDING" => Ok(OrderStatus::Pending),
+            "APPROVED" => Ok(OrderStatus::Approved),
+            "REJECTED" => Ok(OrderStatus::Rejected),
+            other => Err(UnknownStatus(other.to_owned())),
         }
+    }
+}
+
+/// Lets tests and clients compare with the wire form (`view.status == "APPROVED"`).
+impl PartialEq<&str> for OrderStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 
@@ -75,6 +110,8 @@ pub struct Order {
     pub total: Money,
     pub shipping_address: Address,
     pub status: OrderStatus,
+    /// Set exactly when `status` is REJECTED.
+    pub rejection_reason: Option<String>,
     pub version: i32,
     pub placed_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -124,19 +161,21 @@ impl Order {
                 total: *total,
                 shipping_address: shipping_address.clone(),
                 status: OrderStatus::Pending,
+                rejection_reason: None,
                 version: recorded.version,
                 placed_at: recorded.recorded_at,
                 updated_at: recorded.recorded_at,
             }),
             (None, _) | (Some(_), OrderEvent::OrderPlaced { .. }) => Err(corrupt()),
             (Some(mut order), event) => {
-                order.status = match event {
-                    OrderEvent::OrderApproved {} => OrderStatus::Approved,
-                    OrderEvent::OrderRejected { reason } => OrderStatus::Rejected {
-                        reason: reason.clone(),
-                    },
+                match event {
+                    OrderEvent::OrderApproved {} => order.status = OrderStatus::Approved,
+                    OrderEvent::OrderRejected { reason } => {
+                        order.status = OrderStatus::Rejected;
+                        order.rejection_reason = Some(reason.clone());
+                    }
                     OrderEvent::OrderPlaced { .. } => unreachable!("matched above"),
-                };
+                }
                 order.version = recorded.version;
                 order.updated_at = recorded.recorded_at;
                 Ok(order)
@@ -150,7 +189,7 @@ impl Order {
         match self.status {
             OrderStatus::Pending => Ok(Some(OrderEvent::OrderApproved {})),
             OrderStatus::Approved => Ok(None),
-            OrderStatus::Rejected { .. } => Err(DomainError::AlreadyRejected(self.id)),
+            OrderStatus::Rejected => Err(DomainError::AlreadyRejected(self.id)),
         }
     }
 
@@ -160,7 +199,7 @@ impl Order {
             OrderStatus::Pending => Ok(Some(OrderEvent::OrderRejected {
                 reason: reason.to_owned(),
             })),
-            OrderStatus::Rejected { .. } => Ok(None),
+            OrderStatus::Rejected => Ok(None),
             OrderStatus::Approved => Err(DomainError::AlreadyApproved(self.id)),
         }
     }

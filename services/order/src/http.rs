@@ -11,12 +11,11 @@ use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use saga_contracts::ids::{CustomerId, OrderId, Sku};
 use saga_contracts::{Currency, Money};
-use saga_service_kit::auth::AdminAuth;
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::domain::{Order, RecordedEvent};
+use crate::domain::{Order, OrderStatus, RecordedEvent};
 use crate::placement::{AddressRequest, FieldError, ItemRequest, PlaceOrderRequest};
 use crate::projection::OrderSummary;
 use crate::service::{Orders, PlacedOrder, ServiceError};
@@ -26,23 +25,24 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const MAX_PAGE: i64 = 100;
 const DEFAULT_PAGE: i64 = 20;
 
-/// Customer-facing routes open, admin routes behind the admin token.
-pub fn router(orders: Orders, admin: &AdminAuth) -> Router {
+pub fn router(orders: Orders) -> Router {
     Router::new()
         .route("/orders", post(place_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/events", get(order_events))
+        .route("/orders/{id}/stream", get(order_stream))
         .route("/catalog", get(list_catalog))
         .route("/openapi.json", get(openapi_json))
-        .merge(admin.protect(admin_routes()))
         .with_state(orders)
 }
 
-/// Prices and the read-model rebuild (one transaction over the whole event log): admin only.
-pub fn admin_routes() -> Router<Orders> {
+/// Prices and the read-model rebuild (one transaction over the whole event log): the
+/// caller layers the admin credential check on them (`AdminAuth::protect`).
+pub fn admin_routes(orders: Orders) -> Router {
     Router::new()
         .route("/catalog/{sku}", put(put_price))
         .route("/admin/projections/order_summaries/rebuild", post(rebuild))
+        .with_state(orders)
 }
 
 #[derive(OpenApi)]
@@ -55,6 +55,7 @@ pub fn admin_routes() -> Router<Orders> {
         place_order,
         get_order,
         order_events,
+        order_stream,
         list_orders,
         list_catalog,
         put_price,
@@ -65,6 +66,7 @@ pub fn admin_routes() -> Router<Orders> {
         ItemRequest,
         AddressRequest,
         PlacedOrder,
+        OrderStatus,
         OrderView,
         LineView,
         AddressView,
@@ -168,8 +170,7 @@ pub struct AddressView {
 pub struct OrderView {
     pub order_id: String,
     pub customer_id: String,
-    /// PENDING, APPROVED or REJECTED.
-    pub status: String,
+    pub status: OrderStatus,
     /// Set when status is REJECTED.
     pub rejection_reason: Option<String>,
     pub items: Vec<LineView>,
@@ -185,8 +186,8 @@ impl From<&Order> for OrderView {
         OrderView {
             order_id: o.id.to_string(),
             customer_id: o.customer_id.to_string(),
-            status: o.status.as_str().to_owned(),
-            rejection_reason: o.status.reason().map(str::to_owned),
+            status: o.status,
+            rejection_reason: o.rejection_reason.clone(),
             items: o
                 .lines
                 .iter()
@@ -238,7 +239,7 @@ pub struct EventHistory {
 pub struct SummaryView {
     pub order_id: String,
     pub customer_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub rejection_reason: Option<String>,
     pub total: MoneyView,
     pub item_count: i32,
@@ -252,7 +253,7 @@ impl From<&OrderSummary> for SummaryView {
         SummaryView {
             order_id: s.order_id.to_string(),
             customer_id: s.customer_id.to_string(),
-            status: s.status.clone(),
+            status: s.status,
             rejection_reason: s.rejection_reason.clone(),
             total: (&s.total).into(),
             item_count: s.item_count,
@@ -441,6 +442,65 @@ fn event_view(e: &RecordedEvent) -> EventView {
         recorded_at: e.recorded_at,
         data: tagged.get("data").cloned().unwrap_or_default(),
     }
+}
+
+/// How often an open stream re-reads the order when no projector wake-up arrives.
+const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Live status (Server-Sent Events): the current state at once, then every change; event
+/// `id` is the consistency token, so a reconnect with `Last-Event-ID` resumes after it. The
+/// stream ends once the order is APPROVED or REJECTED.
+#[utoipa::path(get, path = "/orders/{id}/stream",
+    params(("id" = String, Path),
+        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received")),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "`event: order`, `id: <consistency token>`, `data: OrderView`"),
+        (status = 400, body = ProblemView, content_type = "application/problem+json"),
+        (status = 404, body = ProblemView, content_type = "application/problem+json"),
+        (status = 503, body = ProblemView, content_type = "application/problem+json", description = "too many open streams"),
+    ))]
+#[tracing::instrument(skip_all, fields(order_id = %id))]
+async fn order_stream(
+    State(orders): State<Orders>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let order_id = parse_order_id(&id)?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    field_problem(
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID",
+                        "must be the id of an event of this stream",
+                    )
+                })
+        })
+        .transpose()?;
+    if orders.current(order_id).await?.is_none() {
+        return Err(Problem::not_found(format!("no order {order_id}")));
+    }
+    let Some(slot) = orders.streams().try_acquire() else {
+        let mut response = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_title("Too many open streams")
+            .with_detail(format!(
+                "this instance serves at most {} open order streams; retry later or poll GET /orders/{order_id}",
+                orders.streams().max()
+            ))
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Ok(response);
+    };
+    Ok(
+        crate::live::stream(orders.clone(), order_id, last_event_id, slot, STREAM_POLL)
+            .into_response(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

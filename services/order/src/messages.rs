@@ -2,7 +2,7 @@
 //! transactional outbox in the caller's transaction (the event row and the message commit
 //! together or not at all).
 
-use saga_contracts::{Metadata, OrderApproved, OrderPlaced, OrderRejected};
+use saga_contracts::{Metadata, OrderApproved, OrderCommandRefused, OrderPlaced, OrderRejected};
 use saga_outbox::{Outbox, OutboxError};
 use sqlx::PgConnection;
 
@@ -51,5 +51,21 @@ impl Publisher {
                 self.outbox.send(tx, &msg).await
             }
         }
+    }
+
+    /// The reply to a command the order refuses (not a domain event: nothing is stored).
+    pub async fn refuse(
+        &self,
+        tx: &mut PgConnection,
+        command: &str,
+        reason: String,
+        meta: Metadata,
+    ) -> Result<(), PublishError> {
+        let msg = OrderCommandRefused {
+            meta,
+            command: command.to_owned(),
+            reason,
+        };
+        self.outbox.send(tx, &msg).await
     }
 }

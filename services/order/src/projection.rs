@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::OrderEvent;
+use crate::domain::{OrderEvent, OrderStatus};
 use crate::store::{StoreError, decode_event};
 
 pub const PROJECTION: &str = "order_summaries";
@@ -30,7 +30,7 @@ const BATCH: i64 = 500;
 pub struct OrderSummary {
     pub order_id: OrderId,
     pub customer_id: CustomerId,
-    pub status: String,
+    pub status: OrderStatus,
     pub rejection_reason: Option<String>,
     pub total: Money,
     pub item_count: i32,
@@ -53,7 +53,7 @@ pub async fn project_batch(conn: &mut PgConnection) -> Result<usize, StoreError>
     let last_seq: i64 = checkpoint.try_get("last_seq")?;
 
     let rows = sqlx::query(
-        "SELECT order_id, version, type, payload, recorded_at, global_seq, tx_id::text AS tx \
+        "SELECT order_id, version, type, schema_version, payload, recorded_at, global_seq, tx_id::text AS tx \
          FROM order_events \
          WHERE (tx_id, global_seq) > ($1::text::xid8, $2) \
            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -74,7 +74,11 @@ pub async fn project_batch(conn: &mut PgConnection) -> Result<usize, StoreError>
         let order_id: Uuid = row.try_get("order_id")?;
         let version: i32 = row.try_get("version")?;
         let at: DateTime<Utc> = row.try_get("recorded_at")?;
-        let event = decode_event(row.try_get("type")?, row.try_get("payload")?)?;
+        let event = decode_event(
+            row.try_get("type")?,
+            row.try_get("schema_version")?,
+            row.try_get("payload")?,
+        )?;
         apply(&mut *conn, order_id, version, at, &event).await?;
     }
     sqlx::query(
@@ -107,7 +111,7 @@ async fn apply(
             sqlx::query(
                 "INSERT INTO order_summaries (order_id, customer_id, status, total_minor, \
                  currency, item_count, version, placed_at, updated_at) \
-                 VALUES ($1, $2, 'PENDING', $3, $4, $5, $6, $7, $7) \
+                 VALUES ($1, $2, $8, $3, $4, $5, $6, $7, $7) \
                  ON CONFLICT (order_id) DO NOTHING",
             )
             .bind(order_id)
@@ -117,13 +121,16 @@ async fn apply(
             .bind(i32::try_from(lines.len()).unwrap_or(i32::MAX))
             .bind(version)
             .bind(at)
+            .bind(OrderStatus::Pending.as_str())
             .execute(conn)
             .await?;
         }
         OrderEvent::OrderApproved {} | OrderEvent::OrderRejected { .. } => {
             let (status, reason) = match event {
-                OrderEvent::OrderRejected { reason } => ("REJECTED", Some(reason.as_str())),
-                _ => ("APPROVED", None),
+                OrderEvent::OrderRejected { reason } => {
+                    (OrderStatus::Rejected, Some(reason.as_str()))
+                }
+                _ => (OrderStatus::Approved, None),
             };
             sqlx::query(
                 "UPDATE order_summaries SET status = $3, rejection_reason = $4, version = $2, \
@@ -131,7 +138,7 @@ async fn apply(
             )
             .bind(order_id)
             .bind(version)
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(at)
             .execute(conn)
@@ -233,7 +240,10 @@ pub async fn list_by_customer(
                 customer_id: customer
                     .parse()
                     .map_err(|e| StoreError::Corrupt(format!("customer id: {e}")))?,
-                status: row.try_get("status")?,
+                status: row
+                    .try_get::<String, _>("status")?
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("status: {e}")))?,
                 rejection_reason: row.try_get("rejection_reason")?,
                 total: Money {
                     amount_minor: row.try_get("total_minor")?,
@@ -281,7 +291,9 @@ impl Projector {
         self.progress.subscribe()
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Runs until `shutdown`; a failed pass is retried on the next wake-up (the error is
+    /// logged), so the part only ends with the token.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), std::convert::Infallible> {
         let mut listener = match PgListener::connect_with(&self.pool).await {
             Ok(mut l) => match l.listen("order_events").await {
                 Ok(()) => Some(l),
@@ -314,7 +326,7 @@ impl Projector {
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = notified => {}
                 _ = self.nudge.notified() => {}
                 _ = tokio::time::sleep(self.poll) => {}

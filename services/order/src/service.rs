@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 
-use crate::domain::{DomainError, Order, OrderEvent, RecordedEvent};
+use crate::domain::{DomainError, Order, OrderEvent, OrderStatus, RecordedEvent};
 use crate::messages::{self, Publisher};
 use crate::placement::{self, FieldError, PlaceOrderRequest};
 use crate::projection::{self, OrderSummary, Projector};
@@ -47,8 +47,7 @@ impl From<sqlx::Error> for ServiceError {
 pub struct PlacedOrder {
     #[schema(value_type = String, format = Uuid)]
     pub order_id: OrderId,
-    #[schema(example = "PENDING")]
-    pub status: String,
+    pub status: OrderStatus,
     pub version: i32,
     /// Global sequence of the OrderPlaced event; pass it to `GET /orders?customer_id=` to
     /// read your own write from the read model.
@@ -64,12 +63,16 @@ pub struct Orders {
     publisher: Publisher,
     projector: Projector,
     read_your_writes_timeout: Duration,
+    streams: crate::live::StreamSlots,
     key_ttl: Duration,
 }
 
 /// How long an Idempotency-Key is remembered unless configured otherwise (24 h, as payment
 /// APIs do).
 pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Open `GET /orders/{id}/stream` connections per instance unless configured.
+pub const DEFAULT_MAX_STREAMS: usize = 1_000;
 
 impl Orders {
     pub fn new(
@@ -83,6 +86,7 @@ impl Orders {
             publisher,
             projector,
             read_your_writes_timeout,
+            streams: crate::live::StreamSlots::new(DEFAULT_MAX_STREAMS),
             key_ttl: DEFAULT_KEY_TTL,
         }
     }
@@ -95,6 +99,28 @@ impl Orders {
 
     pub fn key_ttl(&self) -> Duration {
         self.key_ttl
+    }
+
+    /// Bounds the open order streams at `max`.
+    pub fn with_stream_limit(mut self, max: usize) -> Orders {
+        self.streams = crate::live::StreamSlots::new(max);
+        self
+    }
+
+    pub fn streams(&self) -> &crate::live::StreamSlots {
+        &self.streams
+    }
+
+    pub fn projector(&self) -> &Projector {
+        &self.projector
+    }
+
+    /// The current order and the `global_seq` of its last event (its consistency token).
+    pub async fn current(&self, order_id: OrderId) -> Result<Option<(Order, i64)>, ServiceError> {
+        let mut conn = self.pool.acquire().await?;
+        let events = store::load_events(&mut conn, order_id, None).await?;
+        let last_seq = events.last().map(|e| e.global_seq);
+        Ok(Order::from_events(&events)?.zip(last_seq))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -147,7 +173,7 @@ impl Orders {
 
         let placed = PlacedOrder {
             order_id,
-            status: "PENDING".into(),
+            status: OrderStatus::Pending,
             version: 1,
             consistency_token: seq.to_string(),
             total_minor: total.amount_minor,

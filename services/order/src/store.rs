@@ -38,7 +38,7 @@ pub async fn load_events(
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(
-        "SELECT version, type, payload, recorded_at, global_seq FROM order_events \
+        "SELECT version, type, schema_version, payload, recorded_at, global_seq FROM order_events \
          WHERE order_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
          ORDER BY version",
     )
@@ -53,16 +53,25 @@ pub async fn load_events(
                 version: row.try_get("version")?,
                 global_seq: row.try_get("global_seq")?,
                 recorded_at: row.try_get("recorded_at")?,
-                event: decode_event(row.try_get("type")?, row.try_get("payload")?)?,
+                event: decode_event(
+                    row.try_get("type")?,
+                    row.try_get("schema_version")?,
+                    row.try_get("payload")?,
+                )?,
             })
         })
         .collect()
 }
 
+/// A stored event in the current shape: the payload raised from its `schema_version` by
+/// [`crate::upcast`], then decoded.
 pub(crate) fn decode_event(
     type_name: String,
+    schema_version: i32,
     payload: serde_json::Value,
 ) -> Result<OrderEvent, StoreError> {
+    let payload =
+        crate::upcast::upcast(&type_name, schema_version, payload).map_err(StoreError::corrupt)?;
     serde_json::from_value(serde_json::json!({ "type": type_name, "data": payload }))
         .map_err(StoreError::corrupt)
 }
@@ -82,14 +91,15 @@ pub async fn append_event(
         .map(serde_json::Value::take)
         .unwrap_or_else(|| serde_json::json!({}));
     let result = sqlx::query(
-        "INSERT INTO order_events (order_id, version, type, payload, metadata) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING global_seq",
+        "INSERT INTO order_events (order_id, version, type, schema_version, payload, metadata) \
+         VALUES ($1, $2, $3, $6, $4, $5) RETURNING global_seq",
     )
     .bind(Uuid::from(order_id))
     .bind(version)
     .bind(event.type_name())
     .bind(payload)
     .bind(metadata)
+    .bind(crate::upcast::current_version(event.type_name()))
     .fetch_one(conn)
     .await;
     match result {

@@ -4,8 +4,8 @@
 use saga_consumer::{Handler, HandlerError, Incoming};
 use saga_contracts::Metadata;
 use saga_contracts::messages::payment::{
-    ChargePayment, DeclineReason, PaymentCharged, PaymentCommand, PaymentDeclined, PaymentRefunded,
-    RefundPayment,
+    ChargePayment, DeclineReason, PaymentCharged, PaymentCommand, PaymentCommandRefused,
+    PaymentDeclined, PaymentRefunded, RefundPayment,
 };
 use saga_outbox::Outbox;
 use sqlx::PgConnection;
@@ -30,10 +30,23 @@ impl PaymentHandler {
         cmd: &ChargePayment,
     ) -> Result<(), HandlerError> {
         let meta = Metadata::caused_by(&cmd.meta);
-        match payments::charge(tx, cmd.meta.order_id, &cmd.customer_id, &cmd.amount)
-            .await
-            .map_err(handler_error)?
-        {
+        // In a savepoint: an amount that overflows the balance (SQLSTATE 22003) is refused
+        // with a reply, leaving nothing behind.
+        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+        let result =
+            payments::charge(&mut sp, cmd.meta.order_id, &cmd.customer_id, &cmd.amount).await;
+        let result = match result {
+            Err(e) if is_numeric_overflow(&e) => {
+                sp.rollback().await?;
+                outcome("charge", "refused");
+                return self.refuse(tx, &cmd.meta, "ChargePayment").await;
+            }
+            other => {
+                sp.commit().await?;
+                other
+            }
+        };
+        match result.map_err(handler_error)? {
             ChargeOutcome::Charged { payment_id, amount } => {
                 outcome("charge", "charged");
                 let reply = PaymentCharged {
@@ -62,9 +75,18 @@ impl PaymentHandler {
         tx: &mut PgConnection,
         cmd: &RefundPayment,
     ) -> Result<(), HandlerError> {
-        let amount = payments::refund(tx, cmd.meta.order_id)
-            .await
-            .map_err(handler_error)?;
+        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+        let amount = match payments::refund(&mut sp, cmd.meta.order_id).await {
+            Err(e) if is_numeric_overflow(&e) => {
+                sp.rollback().await?;
+                outcome("refund", "refused");
+                return self.refuse(tx, &cmd.meta, "RefundPayment").await;
+            }
+            other => {
+                sp.commit().await?;
+                other.map_err(handler_error)?
+            }
+        };
         outcome(
             "refund",
             if amount.amount_minor > 0 {
@@ -79,6 +101,39 @@ impl PaymentHandler {
         };
         self.outbox.send(tx, &reply).await?;
         Ok(())
+    }
+}
+
+impl PaymentHandler {
+    /// Answer a well-formed command that cannot be carried out: every command gets a reply.
+    async fn refuse(
+        &self,
+        tx: &mut PgConnection,
+        cmd: &Metadata,
+        command: &str,
+    ) -> Result<(), HandlerError> {
+        tracing::warn!(
+            command,
+            "command refused: the amount overflows the account balance"
+        );
+        let reply = PaymentCommandRefused {
+            meta: Metadata::caused_by(cmd),
+            command: command.to_owned(),
+            reason: "the amount overflows the account balance".to_owned(),
+        };
+        self.outbox.send(tx, &reply).await?;
+        Ok(())
+    }
+}
+
+/// SQLSTATE 22003 numeric_value_out_of_range on a balance update.
+fn is_numeric_overflow(e: &PaymentError) -> bool {
+    match e {
+        PaymentError::Database(db) => db
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c == "22003"),
+        _ => false,
     }
 }
 

@@ -308,6 +308,13 @@ async fn decide_charge(
     })
 }
 
+/// `SAGA_TEST_DOUBLE_REFUND=1`: a deliberately broken build for the chaos soak's own test
+/// (docs/soak.md), which must see money not conserved. Never set it anywhere else.
+fn double_refund_switch() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SAGA_TEST_DOUBLE_REFUND").is_ok_and(|v| v == "1"))
+}
+
 /// Refunds exactly what the order was charged, once. Returns the refunded amount: zero when
 /// nothing was charged (in the charge's currency when known, else "XXX").
 #[tracing::instrument(skip_all, fields(order_id = %order_id))]
@@ -355,6 +362,17 @@ pub async fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Money,
     .bind(amount_minor)
     .execute(&mut *conn)
     .await?;
+    if double_refund_switch() {
+        // Test-only broken build: the refund is credited a second time.
+        sqlx::query(
+            "UPDATE accounts SET credit_minor = credit_minor + $2, updated_at = now()
+             WHERE customer_id = $1",
+        )
+        .bind(&customer_id)
+        .bind(amount_minor)
+        .execute(&mut *conn)
+        .await?;
+    }
     sqlx::query(
         "UPDATE payments SET status = 'refunded', refunded_minor = amount_minor, updated_at = now()
          WHERE order_id = $1",

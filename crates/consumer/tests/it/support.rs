@@ -44,7 +44,7 @@ pub async fn env() -> Env {
     .unwrap();
     let kafka = KafkaConfig {
         bootstrap_servers: stack.kafka_bootstrap().to_owned(),
-        fetch_wait_max_ms: 5,
+        fetch_wait_max_ms: saga_stack::SUITE_FETCH_WAIT_MS,
         topic_prefix: format!("t{}.", uuid::Uuid::new_v4().simple()),
         statistics_interval_ms: 0,
         ..KafkaConfig::default()

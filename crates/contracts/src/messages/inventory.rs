@@ -50,6 +50,16 @@ pub struct StockReleased {
     pub released: bool,
 }
 
+/// The inventory service cannot carry out a well-formed command and did nothing: every command
+/// gets an answer (a refused undo opens an incident in the orchestrator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryCommandRefused {
+    pub meta: Metadata,
+    /// Type name of the refused command.
+    pub command: String,
+    pub reason: String,
+}
+
 topic! {
     /// Everything on `inventory.commands`.
     enum InventoryCommand = topics::INVENTORY_COMMANDS;
@@ -63,5 +73,5 @@ topic! {
     enum InventoryEvent = topics::INVENTORY_EVENTS;
     dir = "inventory";
     namespace = "com.example.saga.inventory";
-    types = [StockReserved, StockUnavailable, StockReleased];
+    types = [StockReserved, StockUnavailable, StockReleased, InventoryCommandRefused];
 }

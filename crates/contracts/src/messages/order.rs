@@ -44,12 +44,22 @@ pub struct RejectOrder {
     pub reason: String,
 }
 
+/// The order service cannot carry out a well-formed command and did nothing: every command
+/// gets an answer (a refused undo opens an incident in the orchestrator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCommandRefused {
+    pub meta: Metadata,
+    /// Type name of the refused command.
+    pub command: String,
+    pub reason: String,
+}
+
 topic! {
     /// Everything on `order.events`.
     enum OrderEvent = topics::ORDER_EVENTS;
     dir = "order";
     namespace = "com.example.saga.order";
-    types = [OrderPlaced, OrderApproved, OrderRejected];
+    types = [OrderPlaced, OrderApproved, OrderRejected, OrderCommandRefused];
 }
 
 topic! {

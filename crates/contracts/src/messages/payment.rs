@@ -58,6 +58,16 @@ pub struct PaymentRefunded {
     pub amount: Money,
 }
 
+/// The payment service cannot carry out a well-formed command and did nothing: every command
+/// gets an answer (a refused undo opens an incident in the orchestrator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCommandRefused {
+    pub meta: Metadata,
+    /// Type name of the refused command.
+    pub command: String,
+    pub reason: String,
+}
+
 topic! {
     /// Everything on `payment.commands`.
     enum PaymentCommand = topics::PAYMENT_COMMANDS;
@@ -71,5 +81,5 @@ topic! {
     enum PaymentEvent = topics::PAYMENT_EVENTS;
     dir = "payment";
     namespace = "com.example.saga.payment";
-    types = [PaymentCharged, PaymentDeclined, PaymentRefunded];
+    types = [PaymentCharged, PaymentDeclined, PaymentRefunded, PaymentCommandRefused];
 }

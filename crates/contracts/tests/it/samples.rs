@@ -141,6 +141,21 @@ macro_rules! for_each_sample {
             meta: meta(),
             shipment_id: ShipmentId::new(),
         }) $($suffix)*;
-        21usize
+        $f($($arg,)* OrderCommandRefused {
+            meta: meta(),
+            command: "ApproveOrder".into(),
+            reason: "order is REJECTED".into(),
+        }) $($suffix)*;
+        $f($($arg,)* InventoryCommandRefused {
+            meta: meta(),
+            command: "ReserveStock".into(),
+            reason: "quantity for SKU BOOK-001 must be between 1 and 2147483647, got 0".into(),
+        }) $($suffix)*;
+        $f($($arg,)* PaymentCommandRefused {
+            meta: meta(),
+            command: "RefundPayment".into(),
+            reason: "the refund overflows the account balance".into(),
+        }) $($suffix)*;
+        24usize
     }};
 }

@@ -150,6 +150,7 @@ async fn release_twice_replies_released_twice_and_release_without_reserve_replie
             InventoryEvent::StockReserved(_) => "reserved".to_owned(),
             InventoryEvent::StockReleased(r) => format!("released:{}", r.released),
             InventoryEvent::StockUnavailable(u) => format!("unavailable:{}", u.shortages.len()),
+            InventoryEvent::InventoryCommandRefused(r) => format!("refused:{}", r.command),
         })
         .collect();
     assert_eq!(
@@ -165,12 +166,53 @@ async fn release_twice_replies_released_twice_and_release_without_reserve_replie
 }
 
 #[tokio::test]
-async fn a_malformed_command_is_permanent_and_leaves_nothing() {
+async fn an_invalid_quantity_is_refused_with_a_reply_and_leaves_nothing() {
     let c = ctx().await;
-    let err = c
-        .reserve(&reserve_cmd(OrderId::new(), -1))
+    let order = OrderId::new();
+    c.reserve(&reserve_cmd(order, -1)).await.unwrap();
+    let replies = c.replies().await;
+    let [InventoryEvent::InventoryCommandRefused(r)] = replies.as_slice() else {
+        panic!("expected one InventoryCommandRefused, got {replies:?}")
+    };
+    assert_eq!(r.command, "ReserveStock");
+    assert!(r.reason.contains("quantity"), "{}", r.reason);
+    assert_eq!(r.meta.order_id, order);
+    let mut conn = c.pool.acquire().await.unwrap();
+    let level = stock::stock_level(&mut conn, &sku("A"))
         .await
-        .unwrap_err();
-    assert!(matches!(err, HandlerError::Permanent(_)), "{err}");
-    assert!(c.replies().await.is_empty());
+        .unwrap()
+        .unwrap();
+    assert_eq!((level.available, level.reserved), (10, 0));
+    let claimed: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations")
+        .fetch_one(&c.pool)
+        .await
+        .unwrap();
+    assert_eq!(claimed, 0, "a refused command claims nothing");
+}
+
+#[tokio::test]
+async fn a_release_that_would_overflow_the_stock_is_refused_with_a_reply() {
+    let c = ctx().await;
+    let order = OrderId::new();
+    c.reserve(&reserve_cmd(order, 5)).await.unwrap();
+    // An admin sets the available stock to the int4 maximum meanwhile: giving 5 back would
+    // overflow (SQLSTATE 22003). Refused with a reply, nothing changed.
+    let mut conn = c.pool.acquire().await.unwrap();
+    stock::set_stock(&mut conn, &sku("A"), i32::MAX)
+        .await
+        .unwrap();
+    c.release(&ReleaseStock {
+        meta: Metadata::first(order),
+    })
+    .await;
+    let replies = c.replies().await;
+    let Some(InventoryEvent::InventoryCommandRefused(r)) = replies.last() else {
+        panic!("expected InventoryCommandRefused last, got {replies:?}")
+    };
+    assert_eq!(r.command, "ReleaseStock");
+    let level = stock::stock_level(&mut conn, &sku("A"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((level.available, level.reserved), (i32::MAX, 5));
 }

@@ -10,6 +10,15 @@
 //! On a failure the completed steps are undone latest first, then `RejectOrder { reason }` is
 //! sent and the saga ends when `OrderRejected` comes back. The table below is the only place
 //! that knows this order; `crate::engine` interprets it.
+//!
+//! Each step that can be undone has a deadline (default [`STEP_DEADLINE`], overridable in
+//! `saga.step_deadlines_ms`): past it the step counts as failed, its undo is sent (the
+//! participant's tombstone refuses a late action) and the completed steps are unwound.
+//! `approve_order` has none: it cannot be undone, so it is re-sent until its attempts run out.
+//! A `*CommandRefused` reply to an action is a failure; to an undo or the abort notice it
+//! opens an incident.
+
+use std::time::Duration;
 
 use saga_contracts::{
     Address, ApproveOrder, CancelShipment, ChargePayment, CustomerId, InventoryEvent, Metadata,
@@ -33,6 +42,10 @@ impl Saga for OrderSaga {
     type Ctx = Metadata;
 }
 
+/// Default deadline of each step that can be undone: generous next to the first re-send
+/// (`saga.retry_timeout_ms`, 30 s), so a lost command is re-sent a few times first.
+pub const STEP_DEADLINE: Duration = Duration::from_secs(120);
+
 pub static ORDER_SAGA: SagaDefinition<OrderSaga> = SagaDefinition {
     name: "order",
     steps: &[
@@ -40,23 +53,27 @@ pub static ORDER_SAGA: SagaDefinition<OrderSaga> = SagaDefinition {
             name: "reserve_stock",
             action: reserve_stock,
             succeeded_on: ReplyKind::StockReserved,
-            failed_on: &[ReplyKind::StockUnavailable],
+            failed_on: &[ReplyKind::StockUnavailable, ReplyKind::ReserveRefused],
             undo: Some(Undo {
                 name: "release_stock",
                 command: release_stock,
                 acked_by: ReplyKind::StockReleased,
+                refused_on: &[ReplyKind::ReleaseRefused],
             }),
+            deadline: Some(STEP_DEADLINE),
         },
         Step {
             name: "charge_payment",
             action: charge_payment,
             succeeded_on: ReplyKind::PaymentCharged,
-            failed_on: &[ReplyKind::PaymentDeclined],
+            failed_on: &[ReplyKind::PaymentDeclined, ReplyKind::ChargeRefused],
             undo: Some(Undo {
                 name: "refund_payment",
                 command: refund_payment,
                 acked_by: ReplyKind::PaymentRefunded,
+                refused_on: &[ReplyKind::RefundRefused],
             }),
+            deadline: Some(STEP_DEADLINE),
         },
         Step {
             name: "schedule_shipment",
@@ -67,20 +84,24 @@ pub static ORDER_SAGA: SagaDefinition<OrderSaga> = SagaDefinition {
                 name: "cancel_shipment",
                 command: cancel_shipment,
                 acked_by: ReplyKind::ShipmentCancelled,
+                refused_on: &[],
             }),
+            deadline: Some(STEP_DEADLINE),
         },
         Step {
             name: "approve_order",
             action: approve_order,
             succeeded_on: ReplyKind::OrderApproved,
-            failed_on: &[],
+            failed_on: &[ReplyKind::ApproveRefused],
             undo: None,
+            deadline: None,
         },
     ],
     abort: Abort {
         name: "reject_order",
         command: reject_order,
         acked_by: ReplyKind::OrderRejected,
+        refused_on: &[ReplyKind::RejectRefused],
     },
 };
 
@@ -195,6 +216,29 @@ pub enum ReplyKind {
     ShipmentCancelled,
     OrderApproved,
     OrderRejected,
+    /// `*CommandRefused`, by the command refused.
+    ReserveRefused,
+    ReleaseRefused,
+    ChargeRefused,
+    RefundRefused,
+    ApproveRefused,
+    RejectRefused,
+    /// A refusal of a command this saga does not send; never matches a step.
+    OtherRefused,
+}
+
+/// A participant's `*CommandRefused`: the kind by the command refused, the reason readable.
+fn refused(meta: &Metadata, type_name: &'static str, command: &str, reason: &str) -> IncomingReply {
+    let kind = match command {
+        "ReserveStock" => ReplyKind::ReserveRefused,
+        "ReleaseStock" => ReplyKind::ReleaseRefused,
+        "ChargePayment" => ReplyKind::ChargeRefused,
+        "RefundPayment" => ReplyKind::RefundRefused,
+        "ApproveOrder" => ReplyKind::ApproveRefused,
+        "RejectOrder" => ReplyKind::RejectRefused,
+        _ => ReplyKind::OtherRefused,
+    };
+    IncomingReply::new(meta, type_name, kind).failed(format!("{command} refused: {reason}"))
 }
 
 /// A decoded reply, reduced to what the saga needs.
@@ -247,6 +291,12 @@ pub fn from_order_event(ev: &OrderEvent) -> OrderEventInput {
             "OrderRejected",
             ReplyKind::OrderRejected,
         )),
+        OrderEvent::OrderCommandRefused(m) => OrderEventInput::Reply(refused(
+            &m.meta,
+            "OrderCommandRefused",
+            &m.command,
+            &m.reason,
+        )),
     }
 }
 
@@ -275,6 +325,9 @@ pub fn from_inventory_event(ev: &InventoryEvent) -> IncomingReply {
         InventoryEvent::StockReleased(m) => {
             IncomingReply::new(&m.meta, "StockReleased", ReplyKind::StockReleased)
         }
+        InventoryEvent::InventoryCommandRefused(m) => {
+            refused(&m.meta, "InventoryCommandRefused", &m.command, &m.reason)
+        }
     }
 }
 
@@ -299,6 +352,9 @@ pub fn from_payment_event(ev: &PaymentEvent) -> IncomingReply {
         }
         PaymentEvent::PaymentRefunded(m) => {
             IncomingReply::new(&m.meta, "PaymentRefunded", ReplyKind::PaymentRefunded)
+        }
+        PaymentEvent::PaymentCommandRefused(m) => {
+            refused(&m.meta, "PaymentCommandRefused", &m.command, &m.reason)
         }
     }
 }
@@ -414,8 +470,19 @@ mod tests {
     #[test]
     fn a_failure_at_each_step_unwinds_exactly_the_completed_steps_in_reverse() {
         let seen = assert_failures_unwind(&ORDER_SAGA);
-        // reserve fails: nothing to undo; charge fails: release; schedule fails: refund, release.
-        assert_eq!(seen, vec![(0, vec![]), (1, vec![0]), (2, vec![1, 0])]);
+        // reserve fails (unavailable or refused): nothing to undo; charge fails (declined or
+        // refused): release; schedule fails: refund, release; approve refused: all three.
+        assert_eq!(
+            seen,
+            vec![
+                (0, vec![]),
+                (0, vec![]),
+                (1, vec![0]),
+                (1, vec![0]),
+                (2, vec![1, 0]),
+                (3, vec![2, 1, 0])
+            ]
+        );
     }
 
     #[test]

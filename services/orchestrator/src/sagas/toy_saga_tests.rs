@@ -1,7 +1,7 @@
 //! The engine on a table shaped unlike the order saga: a step without undo in the middle
 //! and a step with two failure replies, so the helpers are checked on more than one shape.
 
-use crate::engine::{Abort, Issue, Saga, SagaDefinition, Step, Undo};
+use crate::engine::{Abort, Issue, Saga, SagaDefinition, Status, Step, Undo};
 use crate::sagas::test_helpers::*;
 
 struct Toy;
@@ -38,7 +38,9 @@ static TOY: SagaDefinition<Toy> = SagaDefinition {
                 name: "undo_a",
                 command: |_, _| "UA".into(),
                 acked_by: K::AUndone,
+                refused_on: &[],
             }),
+            deadline: Some(std::time::Duration::from_secs(5)),
         },
         Step {
             name: "b",
@@ -46,6 +48,7 @@ static TOY: SagaDefinition<Toy> = SagaDefinition {
             succeeded_on: K::BOk,
             failed_on: &[K::BFail],
             undo: None,
+            deadline: None,
         },
         Step {
             name: "c",
@@ -56,7 +59,9 @@ static TOY: SagaDefinition<Toy> = SagaDefinition {
                 name: "undo_c",
                 command: |_, _| "UC".into(),
                 acked_by: K::CUndone,
+                refused_on: &[K::CFail2],
             }),
+            deadline: None,
         },
         Step {
             name: "d",
@@ -64,12 +69,14 @@ static TOY: SagaDefinition<Toy> = SagaDefinition {
             succeeded_on: K::DOk,
             failed_on: &[],
             undo: None,
+            deadline: None,
         },
     ],
     abort: Abort {
         name: "abort",
         command: |_, reason, _| format!("ABORT {reason}"),
         acked_by: K::Aborted,
+        refused_on: &[],
     },
 };
 
@@ -110,5 +117,53 @@ fn toy_abort_carries_the_reason() {
     assert_eq!(
         TOY.build(Issue::Abort, &(), d.state.failure_reason.as_deref(), ()),
         "ABORT no"
+    );
+}
+
+#[test]
+fn toy_giving_up_on_a_running_step_undoes_it_and_the_completed_steps() {
+    // Step a done, b (no undo) running: giving up undoes a only.
+    let state = run_first_steps(&TOY, 1);
+    let d = TOY.give_up(&state, "b timed out".into());
+    assert!(d.applied);
+    assert_eq!(d.issue, vec![Issue::Undo(0)]);
+    assert_eq!(d.state.failure_reason.as_deref(), Some("b timed out"));
+    // Steps a, b done, c running: c's own undo first (its action may land late), then a's.
+    let state = run_first_steps(&TOY, 2);
+    let d = TOY.give_up(&state, "c timed out".into());
+    assert_eq!(d.issue, vec![Issue::Undo(2)]);
+    let d = apply(&TOY, &d.state, K::CUndone);
+    assert_eq!(d.issue, vec![Issue::Undo(0)]);
+    let d = apply(&TOY, &d.state, K::AUndone);
+    assert_eq!(d.issue, vec![Issue::Abort]);
+    // Not running: nothing to give up.
+    assert!(!TOY.give_up(&d.state, "late".into()).applied);
+}
+
+#[test]
+fn toy_refused_undo_opens_an_incident_and_skip_goes_on() {
+    let state = run_first_steps(&TOY, 2);
+    let d = TOY.give_up(&state, "deadline".into());
+    let refused = TOY.on_reply(
+        &d.state,
+        &crate::engine::Reply {
+            kind: K::CFail2,
+            reason: Some("cannot".into()),
+        },
+    );
+    assert!(refused.applied);
+    assert_eq!(refused.state.status, Status::Incident);
+    assert_eq!(refused.state.step, Some(2));
+    assert!(refused.issue.is_empty());
+    assert_eq!(refused.incident.as_deref(), Some("cannot"));
+    // The operator skips the undo (from the state before the incident).
+    let skipped = TOY.skip(&d.state);
+    assert_eq!(skipped.issue, vec![Issue::Undo(0)]);
+    let aborting = apply(&TOY, &skipped.state, K::AUndone).state;
+    let done = TOY.skip(&aborting);
+    assert_eq!(done.state.status, Status::Aborted);
+    assert!(
+        !TOY.skip(&state).applied,
+        "skip does not apply to a running saga"
     );
 }

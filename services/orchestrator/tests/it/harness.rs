@@ -130,6 +130,35 @@ impl Harness {
         Self::on(db_url, registry, saga).await
     }
 
+    /// Another App on the same database: a second orchestrator instance.
+    pub async fn second_instance(&self) -> Harness {
+        Self::on(
+            self.db_url.clone(),
+            self.registry.clone(),
+            self.saga.clone(),
+        )
+        .await
+    }
+
+    /// Serve the public and admin routes on a port of their own (the App's own listener is
+    /// consumed by `run`); returns the base URL. The server lives until the test ends.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = orchestrator_service::http::router(self.pool.clone())
+            .merge(orchestrator_service::http::admin_routes(
+                self.pool.clone(),
+                self.runner().clone(),
+            ))
+            .fallback(saga_service_kit::problem::not_found);
+        tokio::spawn(saga_service_kit::http::serve(
+            listener,
+            router,
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        base
+    }
+
     pub fn runner(&self) -> &SagaRunner {
         self.app.runner()
     }

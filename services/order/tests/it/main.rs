@@ -3,4 +3,5 @@
 
 mod event_sourcing;
 mod http_api;
+mod live;
 mod support;

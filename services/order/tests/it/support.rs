@@ -1,19 +1,11 @@
-//! Test plumbing: a fresh database per test and the service started in-process on port 0.
-//!
-//! Postgres (and the registry when the stack runs one) come from `saga-testkit`. Without a
-//! registry in the stack, a minimal in-process stand-in of the Confluent calls the codec
-//! makes is used, so the HTTP API tests still run.
+//! Test plumbing: a fresh database per test and the service started in-process on port 0,
+//! against the test stack's PostgreSQL and schema registry (`saga-testkit`). The consumer
+//! and the relay are off: these tests drive the HTTP API and call the service directly.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use order_service::{App, Config, OrderSettings, RegistryConfig};
-use saga_service_kit::auth::AuthConfig;
-use saga_service_kit::config::{DatabaseConfig, HttpConfig};
+use order_service::{App, Config, OrderSettings};
+use saga_service_kit::app::Components;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +31,7 @@ impl Drop for TestApp {
 pub struct Options {
     pub run_projector: bool,
     pub read_your_writes_timeout_ms: u64,
+    pub max_streams: usize,
 }
 
 impl Default for Options {
@@ -46,6 +39,7 @@ impl Default for Options {
         Options {
             run_projector: true,
             read_your_writes_timeout_ms: 2_000,
+            max_streams: 1_000,
         }
     }
 }
@@ -54,7 +48,8 @@ impl Default for Options {
 pub const ADMIN_TOKEN: &str = "order-test-admin-token-0123";
 
 /// A client that sends the admin token on every request (customer routes ignore it), so the
-/// tests of prices and the rebuild read like the others; `anonymous_client` checks refusals.
+/// tests of prices and the rebuild read like the others; refusals are checked with a plain
+/// client.
 fn admin_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
@@ -72,29 +67,37 @@ pub async fn start() -> TestApp {
 }
 
 pub async fn start_with(opts: Options) -> TestApp {
-    let db_url = fresh_database().await;
-    let registry = registry_url().await;
+    let stack = saga_testkit::TestStack::get().await;
+    let db_url = stack.fresh_database().await.url;
+    let registry = stack
+        .registry_url()
+        .expect("the order service tests need the test stack's schema registry");
+    let config: Config = serde_json::from_value(json!({
+        "database": {"url": db_url},
+        "registry": {"url": registry},
+        "auth": {"admin_token": ADMIN_TOKEN},
+    }))
+    .expect("test config");
     let config = Config {
-        http: HttpConfig::default(),
-        database: DatabaseConfig::new(db_url),
-        kafka: Default::default(),
-        registry: RegistryConfig { url: registry },
-        relay: Default::default(),
-        consumer: Default::default(),
+        runtime: saga_runtime::RuntimeConfig {
+            components: Components {
+                http: true,
+                consumer: false,
+                relay: false,
+            },
+            ..config.runtime
+        },
         order: OrderSettings {
-            run_http: true,
             run_projector: opts.run_projector,
-            run_consumer: false,
-            run_relay: false,
             read_your_writes_timeout_ms: opts.read_your_writes_timeout_ms,
             projector_poll_ms: 200,
+            max_streams: opts.max_streams,
             ..OrderSettings::default()
         },
-        auth: AuthConfig::with_admin_token(ADMIN_TOKEN),
     };
     let app = App::build(config).await.expect("app builds");
-    let base = format!("http://{}", app.local_addr().unwrap());
-    let pool = app.orders().pool().clone();
+    let base = format!("http://{}", app.local_addr());
+    let pool = app.pool().clone();
     let orders = app.orders().clone();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -109,63 +112,6 @@ pub async fn start_with(opts: Options) -> TestApp {
         shutdown,
         handle: Some(handle),
     }
-}
-
-async fn fresh_database() -> String {
-    saga_testkit::TestStack::get()
-        .await
-        .fresh_database()
-        .await
-        .url
-}
-
-#[derive(Default)]
-struct Registry {
-    by_schema: HashMap<String, u32>,
-    schemas: Vec<String>,
-    subjects: HashMap<String, (u32, String)>,
-}
-
-async fn registry_url() -> String {
-    if let Some(url) = saga_testkit::TestStack::get().await.registry_url() {
-        return url.to_owned();
-    }
-    let state = Arc::new(Mutex::new(Registry::default()));
-    let ct = [("content-type", "application/vnd.schemaregistry.v1+json")];
-    let router = axum::Router::new()
-        .route(
-            "/subjects/{subject}/versions",
-            post(
-                move |State(r): State<Arc<Mutex<Registry>>>,
-                      Path(subject): Path<String>,
-                      Json(body): Json<Value>| async move {
-                    let schema = body["schema"].as_str().unwrap_or_default().to_owned();
-                    let mut r = r.lock().unwrap();
-                    let next = r.schemas.len() as u32 + 1;
-                    let id = *r.by_schema.entry(schema.clone()).or_insert(next);
-                    if id == next {
-                        r.schemas.push(schema.clone());
-                    }
-                    r.subjects.insert(subject, (id, schema));
-                    (ct, Json(json!({ "id": id })))
-                },
-            ),
-        )
-        .route(
-            "/schemas/ids/{id}",
-            get(
-                move |State(r): State<Arc<Mutex<Registry>>>, Path(id): Path<u32>| async move {
-                    let r = r.lock().unwrap();
-                    let schema = r.schemas.get(id as usize - 1).cloned().unwrap_or_default();
-                    (ct, Json(json!({ "schema": schema })))
-                },
-            ),
-        )
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}")
 }
 
 impl TestApp {

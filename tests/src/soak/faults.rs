@@ -1,0 +1,242 @@
+//! Injects the scheduled faults, one at a time, and heals what a fault left dead (a service
+//! that exited because it lost its database is restarted, as a supervisor would).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use saga_kafka::headers::{HeaderMap, to_kafka_headers};
+use saga_testkit::TestStack;
+use tokio_util::sync::CancellationToken;
+
+use super::Endpoints;
+use super::plan::{Fault, PlannedFault, service_by_name, service_name};
+use super::proxy::Proxy;
+use super::report::FaultRecord;
+use crate::{Service, Suite};
+
+pub(crate) struct FaultCtx<'a> {
+    pub suite: &'a mut Suite,
+    pub stack: &'a TestStack,
+    pub proxies: &'a HashMap<Service, Proxy>,
+    pub endpoints: &'a Endpoints,
+    pub seed: u64,
+    /// Keys of the poison records injected so far.
+    pub poison_keys: Vec<String>,
+}
+
+/// Runs the schedule: each fault at its planned time (later when the one before took
+/// longer); cycles after the first only while the load runs.
+pub(crate) async fn run(
+    ctx: &mut FaultCtx<'_>,
+    schedule: &[PlannedFault],
+    start: Instant,
+    load_done: &CancellationToken,
+) -> Vec<FaultRecord> {
+    let mut records = Vec::new();
+    for planned in schedule {
+        if planned.cycle > 0 && load_done.is_cancelled() {
+            break;
+        }
+        let due = start + Duration::from_millis(planned.at_ms);
+        tokio::select! {
+            () = tokio::time::sleep_until(due.into()) => {}
+            () = load_done.cancelled() => {
+                if planned.cycle > 0 {
+                    break;
+                }
+            }
+        }
+        let started_ms = start.elapsed().as_millis() as u64;
+        let wall = chrono::Utc::now();
+        tracing::info!(fault = %planned.fault.describe(), "fault");
+        let mut detail = inject(ctx, &planned.fault).await;
+        let healed = heal(ctx).await;
+        if !healed.is_empty() {
+            detail.push_str(&format!("; {healed}"));
+        }
+        records.push(FaultRecord {
+            kind: planned.fault.kind().name(),
+            description: planned.fault.describe(),
+            planned_at_ms: planned.at_ms,
+            started_at_ms: started_ms,
+            ended_at_ms: start.elapsed().as_millis() as u64,
+            started_at: wall.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            during_load: !load_done.is_cancelled(),
+            detail,
+        });
+    }
+    records
+}
+
+async fn inject(ctx: &mut FaultCtx<'_>, fault: &Fault) -> String {
+    match fault {
+        Fault::KillService { service, down_ms } => {
+            let service = service_by_name(service).expect("a known service");
+            ctx.suite.kill(service).await;
+            tokio::time::sleep(Duration::from_millis(*down_ms)).await;
+            let restarting = Instant::now();
+            ctx.suite.restart(service).await;
+            ctx.endpoints.refresh(ctx.suite);
+            format!(
+                "healthy {:.1} s after the restart",
+                restarting.elapsed().as_secs_f64()
+            )
+        }
+        Fault::KillBroker { down_ms } => {
+            let stack = ctx.stack.private().expect("checked at start").stack();
+            let Ok(Some(pid)) = stack.pid("broker") else {
+                return "the broker was not running".into();
+            };
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = saga_testkit::wait_until(Duration::from_secs(10), || async {
+                !saga_stack::is_alive(pid)
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(*down_ms)).await;
+            let restarting = Instant::now();
+            match stack.up_component("broker").await {
+                Ok(_) => format!(
+                    "pid {pid} killed; broker healthy {:.1} s after the restart",
+                    restarting.elapsed().as_secs_f64()
+                ),
+                Err(e) => format!("pid {pid} killed; RESTART FAILED: {e}"),
+            }
+        }
+        Fault::RestartPostgres { down_ms } => {
+            let stack = ctx.stack.private().expect("checked at start").stack();
+            let stopping = Instant::now();
+            let stopped = stack.stop_component("postgres").await;
+            let stop_secs = stopping.elapsed().as_secs_f64();
+            tokio::time::sleep(Duration::from_millis(*down_ms)).await;
+            let restarting = Instant::now();
+            let mut detail = match (stopped, stack.up_component("postgres").await) {
+                (Ok(_), Ok(_)) => format!(
+                    "stopped in {stop_secs:.1} s; accepting connections {:.1} s after the start",
+                    restarting.elapsed().as_secs_f64()
+                ),
+                (Err(e), _) => format!("STOP FAILED: {e}"),
+                (_, Err(e)) => format!("START FAILED: {e}"),
+            };
+            // The schema registry keeps its data in PostgreSQL too; restart it if it gave up.
+            if let Ok(saga_stack::UpOutcome::RestartedAfterStalePid { .. }) =
+                stack.up_component("schema-registry").await
+            {
+                detail.push_str("; schema registry exited and was restarted");
+            }
+            detail
+        }
+        Fault::CutNetwork { service, cut_ms } => {
+            let proxy = &ctx.proxies[&service_by_name(service).expect("a known service")];
+            let refused = proxy.refused();
+            proxy.cut();
+            tokio::time::sleep(Duration::from_millis(*cut_ms)).await;
+            proxy.restore();
+            format!(
+                "{} connection attempts refused while cut",
+                proxy.refused() - refused
+            )
+        }
+        Fault::Duplicates { window_ms } => match duplicate(ctx.suite, *window_ms).await {
+            Ok(n) => format!("{n} records republished"),
+            Err(e) => format!("republishing failed: {e}"),
+        },
+        Fault::Poison { topic, count } => {
+            let mut sent = 0;
+            let mut errors = Vec::new();
+            for _ in 0..*count {
+                let key = format!("poison-{}-{}", ctx.seed, ctx.poison_keys.len());
+                match poison(ctx.suite, topic, &key).await {
+                    Ok(()) => {
+                        ctx.poison_keys.push(key);
+                        sent += 1;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if errors.is_empty() {
+                format!("{sent} records with keys poison-{}-*", ctx.seed)
+            } else {
+                format!("{sent} sent; failed: {}", errors.join("; "))
+            }
+        }
+    }
+}
+
+/// Restarts every service process that exited on its own; says which.
+async fn heal(ctx: &mut FaultCtx<'_>) -> String {
+    let mut healed = Vec::new();
+    for service in Service::ALL {
+        let exited = ctx.suite.reap_exited(service);
+        if !ctx.suite.is_running(service) {
+            ctx.suite.restart(service).await;
+            if exited > 0 {
+                healed.push(format!(
+                    "{} exited and was restarted",
+                    service_name(service)
+                ));
+            }
+        }
+    }
+    ctx.endpoints.refresh(ctx.suite);
+    healed.join(", ")
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    topic: String,
+    message_key: String,
+    payload: Vec<u8>,
+    headers: sqlx::types::Json<HeaderMap>,
+}
+
+/// Every outbox row of every service delivered in the last `window_ms`, published again
+/// byte for byte (same message id): each consumer must see it as the duplicate it is.
+async fn duplicate(suite: &Suite, window_ms: u64) -> Result<usize, String> {
+    let producer: FutureProducer = suite.kafka.producer().map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for service in Service::ALL {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT topic, message_key, payload, headers FROM outbox
+             WHERE delivered_at > now() - make_interval(secs => $1) ORDER BY id",
+        )
+        .bind(window_ms as f64 / 1000.0)
+        .fetch_all(suite.pool(service))
+        .await
+        .map_err(|e| format!("{}: {e}", service_name(service)))?;
+        for row in rows {
+            let topic = format!("{}{}", suite.prefix, row.topic);
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key(&row.message_key)
+                        .payload(&row.payload)
+                        .headers(to_kafka_headers(&row.headers)),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e.to_string())?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A record no consumer can decode (not the Confluent wire format).
+async fn poison(suite: &Suite, topic: &str, key: &str) -> Result<(), String> {
+    let producer: FutureProducer = suite.kafka.producer().map_err(|e| e.to_string())?;
+    let wire = suite.kafka.topic(topic);
+    producer
+        .send(
+            FutureRecord::to(&wire)
+                .key(key)
+                .payload(b"chaos soak: this is not an Avro message".as_slice()),
+            Duration::from_secs(30),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| format!("{wire}: {e}"))
+}

@@ -1,0 +1,248 @@
+//! The chaos soak (`cargo xtask soak`): thousands of orders at a steady rate through the five
+//! services as child processes, while a fault schedule drawn from a seed kills and restarts
+//! every service, the broker and PostgreSQL, cuts a service off its database, republishes
+//! delivered messages and injects poison; then it lets the suite drain and checks the books
+//! (see [`check`]) and reports (see [`report`]).
+//!
+//! Faults run one after another, never two at once, so each row of the report says what one
+//! fault did. Orders are placed by a client that retries with the same `Idempotency-Key`
+//! while the order service is down, as a real client would.
+
+mod check;
+mod faults;
+mod load;
+mod plan;
+mod proxy;
+mod report;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use saga_testkit::{PrivateStack, TestStack};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Service, Suite, SuiteOptions, eur};
+
+pub use plan::{Fault, FaultKind, Path, PlannedFault, PlannedOrder};
+pub use report::{FaultRecord, Invariant, Report};
+
+/// The test-only switch of the payment service that refunds twice (a deliberately broken
+/// build): the soak must then fail on the money invariant.
+pub const DOUBLE_REFUND_SWITCH: &str = "SAGA_TEST_DOUBLE_REFUND";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    #[error("start the soak's stack: {0}")]
+    Stack(#[from] saga_testkit::TestkitError),
+    #[error("{0} needs a stack of the soak's own (it restarts the broker or PostgreSQL)")]
+    NeedsOwnStack(&'static str),
+    #[error("soak setup: {0}")]
+    Setup(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SoakConfig {
+    pub orders: usize,
+    /// Orders placed per second, evenly spaced.
+    pub rate: f64,
+    pub seed: u64,
+    pub faults: Vec<FaultKind>,
+    /// Time between the starts of two faults, drawn from this range.
+    pub gap: (Duration, Duration),
+    /// How long the suite may take to drain after the load before the soak calls it stuck.
+    pub drain_timeout: Duration,
+    /// The services' consumer fetch wait (per-hop latency floor on tansu).
+    pub fetch_wait_max_ms: u32,
+    /// Turn on [`DOUBLE_REFUND_SWITCH`] in the payment service.
+    pub double_refund: bool,
+    /// How many of the slowest sagas the report shows with their timelines.
+    pub slowest: usize,
+}
+
+impl Default for SoakConfig {
+    fn default() -> Self {
+        Self {
+            orders: 2_000,
+            rate: 10.0,
+            seed: 1,
+            faults: FaultKind::ALL.to_vec(),
+            gap: (Duration::from_secs(5), Duration::from_secs(15)),
+            drain_timeout: Duration::from_secs(300),
+            fetch_wait_max_ms: 10,
+            double_refund: false,
+            slowest: 5,
+        }
+    }
+}
+
+impl SoakConfig {
+    /// How long placing the orders takes at the configured rate.
+    pub fn load_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.orders as f64 / self.rate.max(0.001))
+    }
+}
+
+/// Runs a soak on a private stack of its own (PostgreSQL, broker, topics, registry in a
+/// temporary directory on free ports), torn down afterwards.
+pub async fn run_on_private_stack(cfg: &SoakConfig) -> Result<Report, SoakError> {
+    let started = Instant::now();
+    let private = PrivateStack::start().await?;
+    tracing::info!(
+        secs = started.elapsed().as_secs_f64(),
+        dir = %private.dir().display(),
+        "soak stack up"
+    );
+    let stack = TestStack::from_private(private);
+    run(&stack, cfg).await
+    // Dropping the stack closes its watchdog's pipe: the watchdog stops it and removes it.
+}
+
+/// The current base URL of each service: a restarted service listens on a new port.
+#[derive(Clone, Default)]
+pub(crate) struct Endpoints(Arc<RwLock<HashMap<Service, String>>>);
+
+impl Endpoints {
+    pub(crate) fn refresh(&self, suite: &Suite) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        for service in Service::ALL {
+            if suite.is_running(service) {
+                map.insert(service, suite.url(service));
+            }
+        }
+    }
+
+    pub(crate) fn get(&self, service: Service) -> String {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&service).cloned().unwrap_or_default()
+    }
+}
+
+/// Stock each stocked SKU starts with, and credit each customer starts with: more than the
+/// whole load can take, so an order meant to be approved is approved.
+fn initial_stock(cfg: &SoakConfig) -> i64 {
+    3 * cfg.orders as i64 + 10
+}
+
+fn initial_credit(cfg: &SoakConfig) -> i64 {
+    (3 * plan::PRICES_MINOR.iter().max().copied().unwrap_or(0) + plan::NO_STOCK_PRICE_MINOR)
+        * cfg.orders as i64
+        + 1_000
+}
+
+/// Runs a soak on `stack`. Faults that restart the broker or PostgreSQL need a stack of the
+/// soak's own ([`TestStack::from_private`]).
+pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakError> {
+    if stack.private().is_none()
+        && let Some(kind) = cfg.faults.iter().find(|k| k.needs_own_stack())
+    {
+        return Err(SoakError::NeedsOwnStack(kind.name()));
+    }
+    let pg = proxy::pg_socket(stack.pg_admin_url())
+        .ok_or_else(|| SoakError::Setup("the stack's PostgreSQL address".into()))?;
+    let mut proxies = HashMap::new();
+    let mut database_hosts = HashMap::new();
+    for service in Service::ALL {
+        let p = proxy::Proxy::start(pg)
+            .await
+            .map_err(|e| SoakError::Setup(format!("database proxy: {e}")))?;
+        database_hosts.insert(service, p.addr.to_string());
+        proxies.insert(service, p);
+    }
+    let mut extra_env = Vec::new();
+    if cfg.double_refund {
+        extra_env.push((
+            Service::Payment,
+            DOUBLE_REFUND_SWITCH.to_owned(),
+            "1".to_owned(),
+        ));
+    }
+    let setup_started = Instant::now();
+    let mut suite = Suite::start_on(
+        stack,
+        SuiteOptions {
+            processes: Service::ALL.to_vec(),
+            fetch_wait_max_ms: cfg.fetch_wait_max_ms,
+            database_hosts,
+            extra_env,
+            ..SuiteOptions::default()
+        },
+    )
+    .await;
+    let stock = initial_stock(cfg);
+    let credit = initial_credit(cfg);
+    for (sku, price) in plan::STOCKED_SKUS.iter().zip(plan::PRICES_MINOR) {
+        suite.set_price(sku, eur(price)).await;
+        suite.seed_stock(sku, stock).await;
+    }
+    suite
+        .set_price(plan::NO_STOCK_SKU, eur(plan::NO_STOCK_PRICE_MINOR))
+        .await;
+    suite.seed_stock(plan::NO_STOCK_SKU, 0).await;
+    for customer in plan::CUSTOMERS {
+        suite.set_credit(customer, eur(credit)).await;
+    }
+    suite.set_credit(plan::BROKE_CUSTOMER, eur(0)).await;
+    tracing::info!(
+        secs = setup_started.elapsed().as_secs_f64(),
+        "suite started and seeded"
+    );
+
+    let endpoints = Endpoints::default();
+    endpoints.refresh(&suite);
+    let orders = plan::orders(cfg.seed, cfg.orders);
+    let schedule = plan::schedule(cfg.seed, &cfg.faults, cfg.load_duration(), cfg.gap);
+    let load_done = CancellationToken::new();
+    let start = Instant::now();
+    let start_wall = chrono::Utc::now();
+    let load = tokio::spawn(load::run(
+        orders,
+        cfg.rate,
+        endpoints.clone(),
+        suite.http().clone(),
+        start,
+        load_done.clone(),
+    ));
+    let mut ctx = faults::FaultCtx {
+        suite: &mut suite,
+        stack,
+        proxies: &proxies,
+        endpoints: &endpoints,
+        seed: cfg.seed,
+        poison_keys: Vec::new(),
+    };
+    let fault_records = faults::run(&mut ctx, &schedule, start, &load_done).await;
+    let poison_keys = std::mem::take(&mut ctx.poison_keys);
+    let placed = load
+        .await
+        .map_err(|e| SoakError::Setup(format!("load task: {e}")))?;
+    let load_secs = placed
+        .iter()
+        .filter_map(|o| o.accepted_at_ms)
+        .max()
+        .unwrap_or(0) as f64
+        / 1000.0;
+    let faults_end = start.elapsed().as_secs_f64();
+    tracing::info!(load_secs, faults_end, "load and faults done; draining");
+
+    let drain = check::drain(&suite, &placed, cfg.drain_timeout).await;
+    let books = check::Books::read(&suite, &endpoints, &placed).await;
+    let invariants = check::invariants(&books, &placed, &drain, &poison_keys, stock, credit);
+    let report = report::build(report::Inputs {
+        cfg,
+        start_wall,
+        load_secs,
+        placed: &placed,
+        faults: fault_records,
+        schedule: &schedule,
+        books: &books,
+        drain: &drain,
+        invariants,
+        suite: &suite,
+    })
+    .await;
+    drop(proxies);
+    suite.stop().await;
+    Ok(report)
+}
