@@ -15,6 +15,10 @@ INVENTORY_URL="${INVENTORY_URL:-http://127.0.0.1:18082}"
 PAYMENT_URL="${PAYMENT_URL:-http://127.0.0.1:18083}"
 SHIPPING_URL="${SHIPPING_URL:-http://127.0.0.1:18084}"
 ORCHESTRATOR_URL="${ORCHESTRATOR_URL:-http://127.0.0.1:18085}"
+# Prices, stock and credit are admin operations (docs/security.md): the services' admin token,
+# docker-compose's documented dev default unless SAGA_ADMIN_TOKEN is set (`. .stack/stack.env`
+# for the local stack).
+SAGA_ADMIN_TOKEN="${SAGA_ADMIN_TOKEN:-dev-admin-token-change-me}"
 # How long one saga may take to reach its end (the orchestrator re-sends an unanswered command
 # after 30 s by default, so a lost message still finishes well within this).
 DEADLINE_SECS="${DEADLINE_SECS:-90}"
@@ -38,7 +42,7 @@ call() {
   out=$(mktemp)
   if [ -n "$body" ]; then
     status=$(curl -sS -o "$out" -w '%{http_code}' -X "$method" -H 'content-type: application/json' \
-      --data "$body" "$url")
+      -H "authorization: Bearer $SAGA_ADMIN_TOKEN" --data "$body" "$url")
   else
     status=$(curl -sS -o "$out" -w '%{http_code}' -X "$method" "$url")
   fi

@@ -23,10 +23,21 @@ TOPICS=(
   dead-letters
 )
 
+# Dead letters are kept for an operator to inspect and replay, not forever (docs/security.md).
+DEAD_LETTER_RETENTION_MS="${DEAD_LETTER_RETENTION_MS:-2592000000}" # 30 days
+
 for topic in "${TOPICS[@]}"; do
+  extra=()
+  if [ "$topic" = dead-letters ]; then
+    extra=(--config "retention.ms=$DEAD_LETTER_RETENTION_MS")
+  fi
   "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
-    --topic "$topic" --partitions "$PARTITIONS" --replication-factor "$REPLICATION_FACTOR"
+    --topic "$topic" --partitions "$PARTITIONS" --replication-factor "$REPLICATION_FACTOR" \
+    "${extra[@]}"
 done
+# --if-not-exists keeps an existing topic's settings: apply the retention to it as well.
+"$KAFKA_BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --alter --entity-type topics \
+  --entity-name dead-letters --add-config "retention.ms=$DEAD_LETTER_RETENTION_MS"
 
 # Fail the init container (and so every service that waits on it) unless every topic is
 # there with its partitions: a service must never start against a half-made topic set.

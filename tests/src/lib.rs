@@ -23,6 +23,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+/// The admin token of the services this harness starts.
+pub const ADMIN_TOKEN: &str = "suite-admin-token-0123456789";
+
 pub use duplicate::Duplicator;
 pub use order_service::http::OrderView;
 pub use saga_consumer::Membership;
@@ -281,6 +284,11 @@ impl Suite {
         &self.dbs[&service].url
     }
 
+    /// The admin token every service of the suite is started with (`auth.admin_token`).
+    pub fn admin_token(&self) -> &'static str {
+        ADMIN_TOKEN
+    }
+
     /// The database URL `service` itself is given: [`Suite::database_url`] with the host
     /// replaced by [`SuiteOptions::database_hosts`] when set.
     pub fn service_database_url(&self, service: Service) -> String {
@@ -396,6 +404,7 @@ impl Suite {
         let resp = self
             .http
             .put(url)
+            .bearer_auth(ADMIN_TOKEN)
             .json(&body)
             .send()
             .await

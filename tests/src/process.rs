@@ -92,6 +92,7 @@ impl ChildService {
             )
             .env("APP_KAFKA__STATISTICS_INTERVAL_MS", "0")
             .env("APP_REGISTRY__URL", &suite.registry_url)
+            .env("APP_AUTH__ADMIN_TOKEN", crate::ADMIN_TOKEN)
             .env("APP_CONSUMER__GROUP_ID", suite.group_id(service))
             .env("APP_CONSUMER__MEMBERSHIP", membership)
             .env("APP_CONSUMER__BACKOFF_INITIAL_MS", "20")

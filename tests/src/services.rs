@@ -8,6 +8,7 @@ use saga_consumer::ConsumerConfig;
 use saga_outbox::RelayConfig;
 use saga_service_kit::HttpConfig;
 use saga_service_kit::app::{Components, RegistryConfig};
+use saga_service_kit::auth::AuthConfig;
 use saga_service_kit::config::DatabaseConfig;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,10 @@ impl InProcess {
             Err(_) => Err("did not stop within 30 s".to_owned()),
         }
     }
+}
+
+fn admin() -> AuthConfig {
+    AuthConfig::with_admin_token(crate::ADMIN_TOKEN)
 }
 
 fn listen() -> HttpConfig {
@@ -84,6 +89,8 @@ fn runtime(suite: &Suite, service: Service, relay: RelayConfig) -> saga_runtime:
         consumer: consumer(suite, service),
         relay,
         components: Components::default(),
+        auth: admin(),
+        retention: Default::default(),
     }
 }
 

@@ -502,10 +502,12 @@ fn print_next_steps(api: &Api) {
     let s = &api.orchestrator;
     println!(
         "\nTry it yourself (the stack keeps running):
+  # admin calls (prices, stock, credit) need the stack's admin token
+  . .stack/stack.env; AUTH=\"authorization: Bearer $SAGA_ADMIN_TOKEN\"
   # seed a price, stock and credit, then place an order
-  curl -s -X PUT {o}/catalog/MUG -H 'content-type: application/json' -d '{{\"unit_price\":{{\"amount_minor\":900,\"currency\":\"EUR\"}}}}'
-  curl -s -X PUT {inv}/stock/MUG -H 'content-type: application/json' -d '{{\"available\":5}}'
-  curl -s -X PUT {pay}/accounts/alice -H 'content-type: application/json' -d '{{\"credit\":{{\"amount_minor\":5000,\"currency\":\"EUR\"}}}}'
+  curl -s -X PUT {o}/catalog/MUG -H \"$AUTH\" -H 'content-type: application/json' -d '{{\"unit_price\":{{\"amount_minor\":900,\"currency\":\"EUR\"}}}}'
+  curl -s -X PUT {inv}/stock/MUG -H \"$AUTH\" -H 'content-type: application/json' -d '{{\"available\":5}}'
+  curl -s -X PUT {pay}/accounts/alice -H \"$AUTH\" -H 'content-type: application/json' -d '{{\"credit\":{{\"amount_minor\":5000,\"currency\":\"EUR\"}}}}'
   curl -s -X POST {o}/orders -H 'content-type: application/json' -d '{{\"customer_id\":\"alice\",\"items\":[{{\"sku\":\"MUG\",\"quantity\":1}}],\"shipping_address\":{{\"name\":\"Alice\",\"line1\":\"1 Main St\",\"line2\":null,\"city\":\"Paris\",\"postal_code\":\"75001\",\"country\":\"FR\"}}}}'
   curl -s {o}/orders/ORDER_ID           # the order (PENDING, then APPROVED or REJECTED)
   curl -s {s}/sagas/ORDER_ID            # its saga: state, steps and timeline
@@ -611,6 +613,23 @@ struct Api {
     orchestrator: String,
 }
 
+/// `Authorization: Bearer <admin token>` on every request: the demo seeds prices, stock
+/// and credit, which are admin operations; the customer routes ignore the header.
+fn admin_headers(cfg: &saga_stack::StackConfig) -> anyhow::Result<reqwest::header::HeaderMap> {
+    // SAGA_ADMIN_TOKEN first: the demo may run against services that are not this
+    // checkout's stack (docker-compose).
+    let token = match std::env::var("SAGA_ADMIN_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => token,
+        _ => cfg.admin_token().context("read the stack's admin token")?,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(headers)
+}
+
 impl Api {
     fn new(stack: &Stack) -> anyhow::Result<Self> {
         let cfg = stack.config();
@@ -622,6 +641,7 @@ impl Api {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .default_headers(admin_headers(cfg)?)
                 .build()?,
             order: url("order")?,
             inventory: url("inventory")?,

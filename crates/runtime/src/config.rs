@@ -7,6 +7,7 @@ use saga_consumer::ConsumerConfig;
 use saga_kafka::KafkaConfig;
 use saga_outbox::RelayConfig;
 use saga_service_kit::app::{Components, RegistryConfig};
+use saga_service_kit::auth::AuthConfig;
 use saga_service_kit::config::{ConfigError, DatabaseConfig, HttpConfig};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -33,6 +34,33 @@ pub struct RuntimeConfig {
     /// Which parts run (tests switch the relay off and drain the outbox themselves).
     #[serde(default)]
     pub components: Components,
+    /// `auth.admin_token`: the bearer token of the service's admin routes.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// How long processed-message records are kept (`retention.inbox_hours`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `retention` section: bounded growth of the shared tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Inbox rows older than this are purged. It must exceed the longest time a message can
+    /// be redelivered after it was applied (a dead letter replayed by hand days later would
+    /// otherwise be applied twice), hence days. 0 keeps everything.
+    pub inbox_hours: u64,
+    /// How often the purge runs.
+    pub purge_every_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            inbox_hours: 7 * 24,
+            purge_every_secs: 3600,
+        }
+    }
 }
 
 impl RuntimeConfig {
@@ -45,6 +73,8 @@ impl RuntimeConfig {
         "consumer",
         "relay",
         "components",
+        "auth",
+        "retention",
     ];
 
     /// The `consumer` section with an empty group id replaced by `default_group` (the one

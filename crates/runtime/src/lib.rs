@@ -14,5 +14,7 @@ mod runtime;
 pub mod testing;
 
 pub use binary::main;
-pub use config::{LoadError, RuntimeConfig, ServiceConfig, ServiceName, SharedConfig};
+pub use config::{
+    LoadError, RetentionConfig, RuntimeConfig, ServiceConfig, ServiceName, SharedConfig,
+};
 pub use runtime::{Runtime, RuntimeError, migrate};

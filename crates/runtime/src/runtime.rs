@@ -3,11 +3,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::time::Duration;
 
 use saga_consumer::{Consumer, ConsumerConfig, Handler};
 use saga_contracts::Codec;
 use saga_outbox::{Outbox, Relay};
 use saga_service_kit::app::{TaskError, Tasks};
+use saga_service_kit::auth::AdminAuth;
 use saga_service_kit::http as kit_http;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -30,6 +32,8 @@ pub enum RuntimeError {
     Relay(#[from] saga_outbox::OutboxError),
     #[error(transparent)]
     Tasks(#[from] TaskError),
+    #[error(transparent)]
+    Auth(#[from] saga_service_kit::auth::WeakToken),
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,6 +50,7 @@ pub struct Runtime {
     listener: TcpListener,
     local_addr: SocketAddr,
     relay: Option<Relay>,
+    admin: AdminAuth,
     parts: Vec<(&'static str, Part)>,
 }
 
@@ -60,6 +65,7 @@ impl Runtime {
         config: RuntimeConfig,
         migrator: &'static Migrator,
     ) -> Result<Runtime, RuntimeError> {
+        let admin = AdminAuth::new(&config.auth)?;
         let pool = saga_service_kit::db::connect(&config.database).await?;
         migrate(&pool, migrator).await?;
         let codec = Codec::new(&config.registry.url);
@@ -83,6 +89,7 @@ impl Runtime {
             listener,
             local_addr,
             relay,
+            admin,
             parts: Vec::new(),
         })
     }
@@ -102,6 +109,12 @@ impl Runtime {
     /// An outbox on this service's codec, for handlers and HTTP routes that publish.
     pub fn outbox(&self) -> Outbox {
         Outbox::new(self.codec.clone())
+    }
+
+    /// The admin check of `auth.admin_token`: wrap the service's `admin_routes` with
+    /// [`AdminAuth::protect`].
+    pub fn admin_auth(&self) -> &AdminAuth {
+        &self.admin
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -174,6 +187,20 @@ impl Runtime {
         }
         if let Some(relay) = self.relay {
             tasks.spawn("relay", relay.run(token.clone()));
+        }
+        let retention = self.config.retention;
+        if retention.inbox_hours > 0 && self.config.components.consumer {
+            let (pool, token) = (self.pool.clone(), token.clone());
+            tasks.spawn("inbox-retention", async move {
+                saga_inbox::run_retention(
+                    pool,
+                    Duration::from_secs(retention.inbox_hours * 3600),
+                    Duration::from_secs(retention.purge_every_secs.max(1)),
+                    token,
+                )
+                .await;
+                Ok::<(), std::convert::Infallible>(())
+            });
         }
         for (name, part) in self.parts {
             tasks.spawn(name, part(token.clone()));

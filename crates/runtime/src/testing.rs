@@ -5,6 +5,17 @@
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
+/// The admin token of services started by tests ([`admin_auth`]).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The admin check with [`ADMIN_TOKEN`], for tests that serve a service's router directly.
+pub fn admin_auth() -> saga_service_kit::auth::AdminAuth {
+    saga_service_kit::auth::AdminAuth::new(&saga_service_kit::auth::AuthConfig::with_admin_token(
+        ADMIN_TOKEN,
+    ))
+    .expect("the test token is long enough")
+}
+
 /// A fresh database of the test stack with the outbox, inbox and `migrator` migrations run.
 pub async fn fresh_pool(migrator: &'static Migrator) -> PgPool {
     let db = saga_testkit::TestStack::get().await.fresh_database().await;
@@ -133,6 +144,7 @@ impl Bus {
             },
             "registry": {"url": self.registry_url},
             "consumer": {"group_id": group},
+            "auth": {"admin_token": ADMIN_TOKEN},
         }))
         .unwrap()
     }
@@ -151,6 +163,7 @@ impl Bus {
             ("APP_KAFKA__TOPIC_PREFIX", &self.kafka.topic_prefix),
             ("APP_REGISTRY__URL", &self.registry_url),
             ("APP_HTTP__LISTEN", "127.0.0.1:0"),
+            ("APP_AUTH__ADMIN_TOKEN", ADMIN_TOKEN),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

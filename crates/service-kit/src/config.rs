@@ -113,6 +113,10 @@ fn default_connect_timeout_secs() -> u64 {
     30
 }
 
+fn default_statement_timeout_ms() -> u64 {
+    30_000
+}
+
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
@@ -122,6 +126,11 @@ pub struct DatabaseConfig {
     /// How long [`crate::db::connect`] keeps retrying while Postgres is not reachable yet.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
+    /// PostgreSQL `statement_timeout` of every connection of the pool: a statement stuck on
+    /// a lock or a runaway query is cancelled instead of holding its connection (and any
+    /// locks and the xmin horizon) forever. 0 disables it.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
 }
 
 impl DatabaseConfig {
@@ -130,6 +139,7 @@ impl DatabaseConfig {
             url: Secret::new(url),
             max_connections: default_max_connections(),
             connect_timeout_secs: default_connect_timeout_secs(),
+            statement_timeout_ms: default_statement_timeout_ms(),
         }
     }
 }
@@ -140,6 +150,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("url", &redact_url(self.url.expose()))
             .field("max_connections", &self.max_connections)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }

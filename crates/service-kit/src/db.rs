@@ -5,11 +5,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::{Migration, Migrator};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::{DatabaseConfig, redact_url};
 
@@ -41,11 +42,16 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
     let deadline = Duration::from_secs(cfg.connect_timeout_secs);
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(100);
+    let options = connect_options(cfg).map_err(|source| DbError::Connect {
+        url: redact_url(cfg.url.expose()),
+        waited: Duration::ZERO,
+        source,
+    })?;
     loop {
         let attempt = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(cfg.url.expose())
+            .connect_with(options.clone())
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
@@ -63,6 +69,15 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
             }
         }
     }
+}
+
+/// The URL's options plus the session settings every connection gets.
+pub fn connect_options(cfg: &DatabaseConfig) -> Result<PgConnectOptions, sqlx::Error> {
+    let options = PgConnectOptions::from_str(cfg.url.expose())?;
+    Ok(options.options([(
+        "statement_timeout",
+        format!("{}ms", cfg.statement_timeout_ms),
+    )]))
 }
 
 /// Errors worth retrying while the server starts; a wrong password or a missing database
@@ -136,6 +151,28 @@ mod tests {
                 .collect(),
         );
         m
+    }
+
+    #[tokio::test]
+    async fn every_connection_has_the_statement_timeout() {
+        let Ok(url) = std::env::var("SAGA_PG_URL") else {
+            // Unit tests without a stack (plain `cargo test -p`); `cargo xtask test` sets it.
+            return;
+        };
+        let mut cfg = DatabaseConfig::new(url);
+        cfg.statement_timeout_ms = 150;
+        let pool = connect(&cfg).await.unwrap();
+        let (shown,): (String,) = sqlx::query_as("SHOW statement_timeout")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(shown, "150ms");
+        let err = sqlx::query("SELECT pg_sleep(5)")
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("57014"), "query_canceled: {err}");
     }
 
     #[test]

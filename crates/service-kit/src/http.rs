@@ -1,5 +1,6 @@
 //! The HTTP server every service uses: bind (port 0 for tests), request spans with a request
-//! id, a body limit, graceful shutdown on the service's token; plus health and metrics routes.
+//! id, a body limit, a request timeout and a concurrency limit, graceful shutdown on the
+//! service's token; plus health and metrics routes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,7 +16,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::HttpConfig;
@@ -23,6 +26,15 @@ use crate::problem::Problem;
 
 /// Bodies above this are refused (413) unless a router sets its own `DefaultBodyLimit`.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A request still running after this answers 503: a stuck database or a slow client must
+/// not hold a connection (and its pool slot) forever. Longer than any wait the services
+/// build in (read-your-writes waits 2 s, a readiness check 3 s).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests handled at once per service; the rest queue in the listener. Bounds the memory
+/// and the database pool pressure a burst of requests can cause.
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -46,11 +58,19 @@ pub async fn serve(
 }
 
 /// The layers [`serve`] adds: request id (taken from `x-request-id` or generated, echoed in the
-/// response), a request span with method, path and request id, and the default body limit.
+/// response), a request span with method, path and request id, the default body limit, the
+/// [`REQUEST_TIMEOUT`] and the [`MAX_CONCURRENT_REQUESTS`] limit.
 /// An inner `DefaultBodyLimit` on `router` overrides the default.
 pub fn with_standard_layers(router: Router) -> Router {
     router
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        // Global: `Router::layer` wraps every route separately, so a plain
+        // `ConcurrencyLimitLayer` would give each route its own budget.
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_CONCURRENT_REQUESTS))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let request_id = req

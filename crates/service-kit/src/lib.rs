@@ -6,6 +6,7 @@
 //! `shutdown::signal_token`, then its own `App::build(config).await?.run(token).await`.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;

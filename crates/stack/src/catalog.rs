@@ -54,8 +54,9 @@ const fn topic(name: &'static str) -> TopicSpec {
     }
 }
 
-// The messaging crate owns topic names in the long run; this list mirrors the architecture
-// table until `saga-kafka` exports it.
+// The names are `saga_contracts::topics` (`ALL`, then `DEAD_LETTERS`; re-exported as
+// `saga_kafka::topics`), spelt out here so the dev stack does not link the contracts crate.
+// deploy/check_sources.py checks deploy/kafka/create-topics.sh against the same list.
 pub const TOPICS: &[TopicSpec] = &[
     topic("order.events"),
     topic("order.commands"),

@@ -96,10 +96,49 @@ impl StackConfig {
         self.data_dir.join("stack.env")
     }
 
+    /// The bearer token of the services' admin routes (`auth.admin_token`): generated on
+    /// first use into `<data dir>/secrets/admin-token`, readable by the owner only, and kept
+    /// across `up`s so scripts holding it keep working.
+    pub fn admin_token(&self) -> std::io::Result<String> {
+        read_or_create_secret(&self.data_dir.join("secrets").join("admin-token"))
+    }
+
     /// Path of a cargo-built binary of this workspace.
     pub fn workspace_bin(&self, name: &str) -> PathBuf {
         self.target_dir.join("debug").join(name)
     }
+}
+
+/// The secret in `path`, or a new random one (two v4 UUIDs: 244 random bits) written there
+/// with mode 0600 in a 0700 directory.
+pub(crate) fn read_or_create_secret(path: &Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(secret.as_bytes())?;
+    Ok(secret)
 }
 
 /// The workspace root: this crate lives at `<root>/crates/stack`.

@@ -30,6 +30,7 @@ pub struct HttpService {
     bin: String,
     port: u16,
     database: Option<String>,
+    admin_token: bool,
     env: Vec<(String, String)>,
 }
 
@@ -40,6 +41,7 @@ impl HttpService {
             bin: bin.into(),
             port,
             database: None,
+            admin_token: false,
             env: Vec::new(),
         }
     }
@@ -52,6 +54,13 @@ impl HttpService {
             "{database} is not in SERVICE_DATABASES"
         );
         self.database = Some(database.to_owned());
+        self
+    }
+
+    /// Gives the service the stack's admin token ([`StackConfig::admin_token`]) as
+    /// `APP_AUTH__ADMIN_TOKEN`.
+    pub fn admin_token(mut self) -> Self {
+        self.admin_token = true;
         self
     }
 
@@ -95,6 +104,12 @@ impl Component for HttpService {
                 .find(|d| d.database == db)
                 .ok_or_else(|| StackError::setup(&self.name, format!("unknown database {db}")))?;
             spec = spec.env("APP_DATABASE__URL", db.url(&cfg.host, cfg.pg_port));
+        }
+        if self.admin_token {
+            let token = cfg
+                .admin_token()
+                .map_err(StackError::io("read or create the admin token"))?;
+            spec = spec.env("APP_AUTH__ADMIN_TOKEN", token);
         }
         // Only the stack's settings: an `APP_` variable left in the caller's shell would
         // silently change a service (and the participants refuse unknown keys).

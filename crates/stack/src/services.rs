@@ -120,6 +120,7 @@ impl SagaService {
         );
         let mut svc = HttpService::new(self.name, self.bin, self.port)
             .database(self.database)
+            .admin_token()
             // One instance per service on tansu, which does not evict a member killed with
             // SIGKILL: `assign` lets a restarted service resume at once from its committed
             // offsets instead of waiting for a rebalance that never comes (STACK-FACTS).

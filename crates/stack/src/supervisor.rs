@@ -46,6 +46,8 @@ pub struct StackEnv {
     pub pg_url: String,
     pub kafka_bootstrap: String,
     pub registry_url: Option<String>,
+    /// The services' admin token (`SAGA_ADMIN_TOKEN`), when it could be read or created.
+    pub admin_token: Option<String>,
 }
 
 impl StackEnv {
@@ -56,6 +58,9 @@ impl StackEnv {
         ];
         if let Some(url) = &self.registry_url {
             vars.push(("SAGA_REGISTRY_URL", url.clone()));
+        }
+        if let Some(token) = &self.admin_token {
+            vars.push(("SAGA_ADMIN_TOKEN", token.clone()));
         }
         vars
     }
@@ -351,6 +356,7 @@ impl Stack {
             pg_url: self.cfg.pg_admin_url(),
             kafka_bootstrap: self.cfg.kafka_bootstrap(),
             registry_url: registry_up.then(|| self.cfg.registry_url()),
+            admin_token: self.cfg.admin_token().ok(),
         }
     }
 
@@ -364,6 +370,11 @@ impl Stack {
             .collect();
         tokio::fs::write(&path, body)
             .await
-            .map_err(StackError::io(format!("write {}", path.display())))
+            .map_err(StackError::io(format!("write {}", path.display())))?;
+        // It holds the admin token (and the superuser URL): the owner's eyes only.
+        use std::os::unix::fs::PermissionsExt;
+        tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .await
+            .map_err(StackError::io(format!("chmod {}", path.display())))
     }
 }

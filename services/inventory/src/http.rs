@@ -4,8 +4,9 @@
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use saga_contracts::ids::{IdError, Sku};
+use saga_service_kit::auth::AdminAuth;
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -18,6 +19,14 @@ pub enum ApiError {
     InvalidSku(#[from] IdError),
     #[error("available must be between 0 and {max}, got {0}", max = i32::MAX)]
     InvalidAvailable(i64),
+    #[error(
+        "removing {removing} from SKU {sku} would leave less than zero available (available: {available})"
+    )]
+    WouldGoNegative {
+        sku: Sku,
+        removing: i32,
+        available: i32,
+    },
     #[error("no stock recorded for SKU {0}")]
     UnknownSku(Sku),
     #[error(transparent)]
@@ -35,6 +44,7 @@ impl IntoResponse for ApiError {
             ApiError::InvalidAvailable(_) => Problem::unprocessable(self.to_string())
                 .with_field_error("available", self.to_string()),
             ApiError::UnknownSku(_) => Problem::not_found(self.to_string()),
+            ApiError::WouldGoNegative { .. } => Problem::conflict(self.to_string()),
             ApiError::Inventory(_) | ApiError::Database(_) => {
                 // The cause stays in the log (inside the request span); the client gets none.
                 tracing::error!(error = %self, "admin request failed");
@@ -49,6 +59,13 @@ impl IntoResponse for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
     pub available: i64,
+}
+
+/// `POST /stock/{sku}/adjustments`: add (or, negative, remove) units.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustStock {
+    pub delta: i32,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,10 +85,41 @@ impl From<StockLevel> for StockBody {
     }
 }
 
-pub fn router(pool: PgPool) -> Router {
+/// Reads open, changes behind the admin token.
+pub fn router(pool: PgPool, admin: &AdminAuth) -> Router {
     Router::new()
-        .route("/stock/{sku}", get(get_stock).put(put_stock))
+        .route("/stock/{sku}", get(get_stock))
+        .merge(admin.protect(admin_routes()))
         .with_state(pool)
+}
+
+/// Routes that change stock: admin only.
+pub fn admin_routes() -> Router<PgPool> {
+    Router::new()
+        .route("/stock/{sku}", put(put_stock))
+        .route("/stock/{sku}/adjustments", post(adjust_stock))
+}
+
+/// Adjusts by a delta, so concurrent reservations are never overwritten (`PUT` sets a total
+/// and is meant for seeding).
+async fn adjust_stock(
+    State(pool): State<PgPool>,
+    ProblemPath(sku): ProblemPath<String>,
+    ProblemJson(body): ProblemJson<AdjustStock>,
+) -> Result<ProblemJson<StockBody>, ApiError> {
+    let sku = Sku::parse(sku)?;
+    let mut conn = pool.acquire().await?;
+    match stock::adjust_stock(&mut conn, &sku, body.delta).await? {
+        stock::Adjusted::Applied(level) => {
+            tracing::info!(%sku, delta = body.delta, available = level.available, "stock adjusted");
+            Ok(ProblemJson(level.into()))
+        }
+        stock::Adjusted::WouldGoNegative(level) => Err(ApiError::WouldGoNegative {
+            sku,
+            removing: body.delta.saturating_neg(),
+            available: level.available,
+        }),
+    }
 }
 
 async fn put_stock(

@@ -69,6 +69,50 @@ pub async fn set_stock(
     })
 }
 
+/// What an adjustment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adjusted {
+    Applied(StockLevel),
+    /// The delta would take `available` below zero (stock already reserved cannot be taken
+    /// back); nothing changed.
+    WouldGoNegative(StockLevel),
+}
+
+/// Adds `delta` (negative: removes) to the available quantity of `sku` (admin), creating the
+/// SKU on a positive delta. A delta, not an absolute value: a reservation committed between
+/// an operator's read and write still counts, where `PUT` of a total would overwrite it.
+pub async fn adjust_stock(
+    conn: &mut PgConnection,
+    sku: &Sku,
+    delta: i32,
+) -> Result<Adjusted, InventoryError> {
+    // One statement: the row lock serialises it with reservations on the same SKU.
+    let applied: Option<(i32, i32)> = sqlx::query_as(
+        "INSERT INTO stock (sku, available) SELECT $1, $2 WHERE $2 >= 0
+         ON CONFLICT (sku) DO UPDATE SET available = stock.available + $2, updated_at = now()
+             WHERE stock.available + $2 >= 0
+         RETURNING available, reserved",
+    )
+    .bind(sku.as_str())
+    .bind(delta)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match applied {
+        Some((available, reserved)) => Ok(Adjusted::Applied(StockLevel {
+            sku: sku.clone(),
+            available,
+            reserved,
+        })),
+        None => Ok(Adjusted::WouldGoNegative(
+            stock_level(conn, sku).await?.unwrap_or(StockLevel {
+                sku: sku.clone(),
+                available: 0,
+                reserved: 0,
+            }),
+        )),
+    }
+}
+
 pub async fn stock_level(
     conn: &mut PgConnection,
     sku: &Sku,

@@ -125,10 +125,11 @@ impl App {
     /// Run every enabled part until `shutdown` is cancelled (or one part fails).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
         let router = http::router(self.runtime.pool().clone())
-            .merge(http::admin_routes(
+            // Operator actions need the admin token (docs/security.md).
+            .merge(self.runtime.admin_auth().protect(http::admin_routes(
                 self.runtime.pool().clone(),
                 self.runner.clone(),
-            ))
+            )))
             .fallback(saga_service_kit::problem::not_found);
         Ok(self.runtime.run(router, shutdown).await?)
     }

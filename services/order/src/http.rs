@@ -32,15 +32,15 @@ pub fn router(orders: Orders) -> Router {
         .route("/orders/{id}/events", get(order_events))
         .route("/orders/{id}/stream", get(order_stream))
         .route("/catalog", get(list_catalog))
-        .route("/catalog/{sku}", put(put_price))
         .route("/openapi.json", get(openapi_json))
         .with_state(orders)
 }
 
-/// Operator routes (the read-model rebuild): kept apart so the admin credential check is
-/// layered on them in one place.
+/// Prices and the read-model rebuild (one transaction over the whole event log): the
+/// caller layers the admin credential check on them (`AdminAuth::protect`).
 pub fn admin_routes(orders: Orders) -> Router {
     Router::new()
+        .route("/catalog/{sku}", put(put_price))
         .route("/admin/projections/order_summaries/rebuild", post(rebuild))
         .with_state(orders)
 }
@@ -618,8 +618,9 @@ async fn put_price(
                     errors.push(fe("unit_price.amount_minor", "is required"));
                     None
                 }
-                Some(a) if a < 0 => {
-                    errors.push(fe("unit_price.amount_minor", "must not be negative"));
+                // Payment declines every amount <= 0, so a free item could never be sold.
+                Some(a) if a <= 0 => {
+                    errors.push(fe("unit_price.amount_minor", "must be positive"));
                     None
                 }
                 Some(a) => Some(a),

@@ -70,6 +70,8 @@ pub struct OrderSettings {
     /// Open `GET /orders/{id}/stream` connections this instance serves at once; beyond
     /// it the answer is 503 problem+json.
     pub max_streams: usize,
+    /// How long an Idempotency-Key is remembered; older keys are purged and may be reused.
+    pub idempotency_key_ttl_secs: u64,
 }
 
 impl Default for OrderSettings {
@@ -79,6 +81,7 @@ impl Default for OrderSettings {
             read_your_writes_timeout_ms: 2_000,
             projector_poll_ms: 500,
             max_streams: service::DEFAULT_MAX_STREAMS,
+            idempotency_key_ttl_secs: service::DEFAULT_KEY_TTL.as_secs(),
         }
     }
 }
@@ -108,12 +111,21 @@ impl App {
             projector.clone(),
             Duration::from_millis(config.order.read_your_writes_timeout_ms),
         )
-        .with_stream_limit(config.order.max_streams);
+        .with_stream_limit(config.order.max_streams)
+        .with_key_ttl(Duration::from_secs(
+            config.order.idempotency_key_ttl_secs.max(1),
+        ));
         runtime.add_consumer(
             "commands consumer",
             runtime.consumer_config(),
             commands::OrderCommands(orders.clone(), Publisher::new(runtime.outbox())),
         )?;
+        // Expired keys are also skipped at claim time; the purge bounds the table.
+        let (pool, ttl) = (runtime.pool().clone(), orders.key_ttl());
+        runtime.add_task("idempotency-key-expiry", move |token| async move {
+            store::run_key_expiry(pool, ttl, Duration::from_secs(600), token).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
         if config.order.run_projector {
             runtime.add_task("projector", move |token| projector.run(token));
         }
@@ -136,7 +148,11 @@ impl App {
     /// check is layered on).
     pub fn router(&self) -> axum::Router {
         http::router(self.orders.clone())
-            .merge(http::admin_routes(self.orders.clone()))
+            .merge(
+                self.runtime
+                    .admin_auth()
+                    .protect(http::admin_routes(self.orders.clone())),
+            )
             .fallback(saga_service_kit::problem::not_found)
     }
 

@@ -64,7 +64,12 @@ pub struct Orders {
     projector: Projector,
     read_your_writes_timeout: Duration,
     streams: crate::live::StreamSlots,
+    key_ttl: Duration,
 }
+
+/// How long an Idempotency-Key is remembered unless configured otherwise (24 h, as payment
+/// APIs do).
+pub const DEFAULT_KEY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Open `GET /orders/{id}/stream` connections per instance unless configured.
 pub const DEFAULT_MAX_STREAMS: usize = 1_000;
@@ -82,7 +87,18 @@ impl Orders {
             projector,
             read_your_writes_timeout,
             streams: crate::live::StreamSlots::new(DEFAULT_MAX_STREAMS),
+            key_ttl: DEFAULT_KEY_TTL,
         }
+    }
+
+    /// How long an Idempotency-Key is remembered (`order.idempotency_key_ttl_secs`).
+    pub fn with_key_ttl(mut self, ttl: Duration) -> Orders {
+        self.key_ttl = ttl;
+        self
+    }
+
+    pub fn key_ttl(&self) -> Duration {
+        self.key_ttl
     }
 
     /// Bounds the open order streams at `max`.
@@ -128,7 +144,7 @@ impl Orders {
             if let KeyClaim::Existing {
                 request_hash,
                 response,
-            } = store::claim_key(&mut tx, key, &hash, order_id).await?
+            } = store::claim_key(&mut tx, key, &hash, order_id, self.key_ttl).await?
             {
                 tx.rollback().await?;
                 if request_hash != hash {

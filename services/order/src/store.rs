@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use saga_contracts::ids::{OrderId, Sku};
 use saga_contracts::{Currency, Money};
-use sqlx::{PgConnection, Row};
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::domain::{OrderEvent, RecordedEvent};
@@ -174,13 +176,23 @@ pub enum KeyClaim {
 }
 
 /// `INSERT .. ON CONFLICT DO NOTHING`: when a concurrent transaction holds the same key,
-/// Postgres makes this wait for it, so exactly one request creates the order.
+/// Postgres makes this wait for it, so exactly one request creates the order. A key older
+/// than `ttl` has expired (as at payment APIs): it is removed first and claimed anew, whether
+/// or not the scheduled purge got to it yet.
 pub async fn claim_key(
     conn: &mut PgConnection,
     key: &str,
     request_hash: &[u8],
     order_id: OrderId,
+    ttl: Duration,
 ) -> Result<KeyClaim, StoreError> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE key = $1 AND created_at < now() - make_interval(secs => $2)",
+    )
+    .bind(key)
+    .bind(ttl.as_secs_f64())
+    .execute(&mut *conn)
+    .await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (key, request_hash, order_id, response) \
          VALUES ($1, $2, $3, '{}'::jsonb) ON CONFLICT (key) DO NOTHING",
@@ -202,6 +214,38 @@ pub async fn claim_key(
         request_hash: row.try_get("request_hash")?,
         response: row.try_get("response")?,
     })
+}
+
+/// Deletes idempotency keys older than `ttl`; returns how many.
+pub async fn purge_expired_keys(pool: &PgPool, ttl: Duration) -> Result<u64, StoreError> {
+    Ok(sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ttl.as_secs_f64())
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Runs [`purge_expired_keys`] every `every` until `shutdown`.
+pub async fn run_key_expiry(
+    pool: PgPool,
+    ttl: Duration,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match purge_expired_keys(&pool, ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "expired idempotency keys purged"),
+            Err(error) => tracing::warn!(%error, "idempotency key purge failed; will retry"),
+        }
+    }
 }
 
 pub async fn store_key_response(

@@ -4,9 +4,10 @@
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use saga_contracts::Money;
 use saga_contracts::ids::{CustomerId, IdError};
+use saga_service_kit::auth::AdminAuth;
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -19,6 +20,10 @@ pub enum ApiError {
     InvalidCustomer(#[from] IdError),
     #[error("credit.amount_minor must not be negative, got {0}")]
     NegativeCredit(i64),
+    #[error("the account of {0} keeps another currency ({1})")]
+    OtherCurrency(CustomerId, String),
+    #[error("the adjustment would leave the credit of {0} below zero")]
+    WouldGoNegative(CustomerId),
     #[error("no account for customer {0}")]
     UnknownAccount(CustomerId),
     #[error(transparent)]
@@ -37,6 +42,9 @@ impl IntoResponse for ApiError {
                     .with_field_error("credit.amount_minor", self.to_string())
             }
             ApiError::UnknownAccount(_) => Problem::not_found(self.to_string()),
+            ApiError::OtherCurrency(..) | ApiError::WouldGoNegative(_) => {
+                Problem::conflict(self.to_string())
+            }
             ApiError::Payment(PaymentError::CurrencyChange { .. }) => {
                 Problem::conflict(self.to_string())
             }
@@ -56,6 +64,13 @@ pub struct SetCredit {
     pub credit: Money,
 }
 
+/// `POST /accounts/{customer_id}/adjustments`: add (or, negative, remove) credit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustCredit {
+    pub delta: Money,
+}
+
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccountBody {
     pub customer_id: String,
@@ -73,10 +88,41 @@ impl From<Account> for AccountBody {
     }
 }
 
-pub fn router(pool: PgPool) -> Router {
+/// Reads open, changes behind the admin token.
+pub fn router(pool: PgPool, admin: &AdminAuth) -> Router {
     Router::new()
-        .route("/accounts/{customer_id}", get(get_account).put(put_account))
+        .route("/accounts/{customer_id}", get(get_account))
+        .merge(admin.protect(admin_routes()))
         .with_state(pool)
+}
+
+/// Routes that change credit: admin only.
+pub fn admin_routes() -> Router<PgPool> {
+    Router::new()
+        .route("/accounts/{customer_id}", put(put_account))
+        .route("/accounts/{customer_id}/adjustments", post(adjust_account))
+}
+
+/// Adjusts by a delta, so concurrent charges are never overwritten (`PUT` sets a total and
+/// is meant for seeding).
+async fn adjust_account(
+    State(pool): State<PgPool>,
+    ProblemPath(customer_id): ProblemPath<String>,
+    ProblemJson(body): ProblemJson<AdjustCredit>,
+) -> Result<ProblemJson<AccountBody>, ApiError> {
+    let customer_id = CustomerId::parse(customer_id)?;
+    let mut conn = pool.acquire().await?;
+    match payments::adjust_credit(&mut conn, &customer_id, &body.delta).await? {
+        payments::Adjusted::Applied(account) => {
+            tracing::info!(%customer_id, delta = %body.delta, "credit adjusted");
+            Ok(ProblemJson(account.into()))
+        }
+        payments::Adjusted::OtherCurrency(account) => Err(ApiError::OtherCurrency(
+            customer_id,
+            account.credit.currency.to_string(),
+        )),
+        payments::Adjusted::WouldGoNegative(_) => Err(ApiError::WouldGoNegative(customer_id)),
+    }
 }
 
 async fn put_account(

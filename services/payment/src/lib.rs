@@ -59,7 +59,7 @@ impl App {
     /// Runs the HTTP server, the consumer and the relay until `shutdown` is cancelled or one
     /// of them fails (which cancels the others).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let router = http::router(self.runtime.pool().clone());
+        let router = http::router(self.runtime.pool().clone(), self.runtime.admin_auth());
         self.runtime.run(router, shutdown).await
     }
 }

@@ -129,6 +129,54 @@ pub async fn set_credit(
     account_from_row(customer_id.clone(), &currency, credit_minor, charged_minor)
 }
 
+/// What a credit adjustment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adjusted {
+    Applied(Account),
+    /// The account keeps another currency; nothing changed.
+    OtherCurrency(Account),
+    /// The delta would take the credit below zero (or create an account with negative
+    /// credit); nothing changed.
+    WouldGoNegative(Option<Account>),
+}
+
+/// Adds `delta` (negative: removes) to the customer's credit (admin), creating the account on
+/// a non-negative delta. A delta, not an absolute value: a charge committed between an
+/// operator's read and write still counts, where `PUT` of a total would overwrite it.
+pub async fn adjust_credit(
+    conn: &mut PgConnection,
+    customer_id: &CustomerId,
+    delta: &Money,
+) -> Result<Adjusted, PaymentError> {
+    let currency = delta.currency.to_string();
+    // One statement: the row lock serialises it with charges and refunds of the account.
+    let applied: Option<(String, i64, i64)> = sqlx::query_as(
+        "INSERT INTO accounts (customer_id, currency, credit_minor)
+         SELECT $1, $2, $3 WHERE $3 >= 0
+         ON CONFLICT (customer_id) DO UPDATE
+             SET credit_minor = accounts.credit_minor + $3, updated_at = now()
+             WHERE accounts.currency = $2 AND accounts.credit_minor + $3 >= 0
+         RETURNING currency, credit_minor, charged_minor",
+    )
+    .bind(customer_id.as_str())
+    .bind(&currency)
+    .bind(delta.amount_minor)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((currency, credit, charged)) = applied {
+        return Ok(Adjusted::Applied(account_from_row(
+            customer_id.clone(),
+            &currency,
+            credit,
+            charged,
+        )?));
+    }
+    Ok(match account(conn, customer_id).await? {
+        Some(a) if a.credit.currency != delta.currency => Adjusted::OtherCurrency(a),
+        other => Adjusted::WouldGoNegative(other),
+    })
+}
+
 pub async fn account(
     conn: &mut PgConnection,
     customer_id: &CustomerId,

@@ -7,11 +7,16 @@ use crate::support::{fresh_pool, problem, serve};
 #[tokio::test]
 async fn sets_and_reads_stock() {
     let pool = fresh_pool().await;
-    let (url, _stop) = serve(inventory_service::http::router(pool)).await;
+    let (url, _stop) = serve(inventory_service::http::router(
+        pool,
+        &saga_runtime::testing::admin_auth(),
+    ))
+    .await;
     let client = reqwest::Client::new();
 
     let put = client
         .put(format!("{url}/stock/SKU-1"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
         .json(&json!({"available": 12}))
         .send()
         .await
@@ -32,10 +37,19 @@ async fn sets_and_reads_stock() {
 #[tokio::test]
 async fn refuses_invalid_input_with_problem_details() {
     let pool = fresh_pool().await;
-    let (url, _stop) = serve(inventory_service::http::router(pool)).await;
+    let (url, _stop) = serve(inventory_service::http::router(
+        pool,
+        &saga_runtime::testing::admin_auth(),
+    ))
+    .await;
     let client = reqwest::Client::new();
-    let put =
-        |path: &str, body: serde_json::Value| client.put(format!("{url}{path}")).json(&body).send();
+    let put = |path: &str, body: serde_json::Value| {
+        client
+            .put(format!("{url}{path}"))
+            .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
 
     let body = problem(
         put("/stock/A", json!({"available": -1})).await.unwrap(),
@@ -66,6 +80,7 @@ async fn refuses_invalid_input_with_problem_details() {
     assert_eq!(body["errors"][0]["field"], "sku");
     let no_json = client
         .put(format!("{url}/stock/A"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
         .body("{}")
         .send()
         .await
@@ -78,4 +93,55 @@ async fn refuses_invalid_input_with_problem_details() {
         .await
         .unwrap();
     problem(unknown, 404).await;
+}
+
+#[tokio::test]
+async fn changing_stock_needs_the_admin_token_and_reading_does_not() {
+    let pool = fresh_pool().await;
+    let (url, _stop) = serve(inventory_service::http::router(
+        pool,
+        &saga_runtime::testing::admin_auth(),
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let body = json!({"available": 3});
+
+    let anonymous = client
+        .put(format!("{url}/stock/LOCKED"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    problem(anonymous, 401).await;
+    let wrong = client
+        .put(format!("{url}/stock/LOCKED"))
+        .bearer_auth("not-the-admin-token-at-all")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    problem(wrong, 401).await;
+    // Nothing was written by the refused calls.
+    let missing = client
+        .get(format!("{url}/stock/LOCKED"))
+        .send()
+        .await
+        .unwrap();
+    problem(missing, 404).await;
+
+    let admin = client
+        .put(format!("{url}/stock/LOCKED"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    let read = client
+        .get(format!("{url}/stock/LOCKED"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "reads stay open");
 }

@@ -3,6 +3,7 @@
 
 mod handler;
 mod http;
+mod retention;
 mod stock;
 mod support;
 mod wiring;

@@ -249,3 +249,76 @@ async fn concurrent_duplicates_reserve_once() {
     assert!(outcomes.windows(2).all(|w| w[0] == w[1]), "{outcomes:?}");
     assert_eq!(level(&pool, "A").await, (93, 7));
 }
+
+#[tokio::test]
+async fn adjustments_and_reservations_racing_on_one_sku_all_count() {
+    let pool = fresh_pool().await;
+    set(&pool, "RACE", 10).await;
+
+    // A reservation holds the row lock while an adjustment arrives: the adjustment waits for
+    // it and then adds to the reserved-down value instead of overwriting it.
+    let mut held = pool.begin().await.unwrap();
+    let first = OrderId::new();
+    assert!(matches!(
+        stock::reserve(&mut held, first, &[line("RACE", 3)])
+            .await
+            .unwrap(),
+        ReserveOutcome::Reserved(_)
+    ));
+    let adjusting = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            stock::adjust_stock(&mut conn, &sku("RACE"), 4)
+                .await
+                .unwrap()
+        })
+    };
+    held.commit().await.unwrap();
+    assert!(matches!(
+        adjusting.await.unwrap(),
+        stock::Adjusted::Applied(_)
+    ));
+    assert_eq!(level(&pool, "RACE").await, (10 - 3 + 4, 3));
+
+    // Many at once: 5 reservations of 1 and 5 adjustments of +2.
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let reserving = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            reserve(&reserving, OrderId::new(), &[line("RACE", 1)]).await;
+        }));
+        let adjusting = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = adjusting.acquire().await.unwrap();
+            stock::adjust_stock(&mut conn, &sku("RACE"), 2)
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(level(&pool, "RACE").await, (11 - 5 + 10, 3 + 5));
+
+    // Removing more than is available changes nothing.
+    let mut conn = pool.acquire().await.unwrap();
+    let refused = stock::adjust_stock(&mut conn, &sku("RACE"), -17)
+        .await
+        .unwrap();
+    assert!(matches!(refused, stock::Adjusted::WouldGoNegative(ref l) if l.available == 16));
+    assert_eq!(level(&pool, "RACE").await, (16, 8));
+    // A new SKU is created by a positive delta only.
+    assert!(matches!(
+        stock::adjust_stock(&mut conn, &sku("NEW"), -1)
+            .await
+            .unwrap(),
+        stock::Adjusted::WouldGoNegative(_)
+    ));
+    assert!(matches!(
+        stock::adjust_stock(&mut conn, &sku("NEW"), 2)
+            .await
+            .unwrap(),
+        stock::Adjusted::Applied(_)
+    ));
+}

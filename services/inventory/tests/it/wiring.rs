@@ -23,6 +23,7 @@ async fn commands_on_the_topic_are_answered_on_the_events_topic() {
 
     let put = reqwest::Client::new()
         .put(format!("{url}/stock/W-1"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
         .json(&json!({"available": 5}))
         .send()
         .await

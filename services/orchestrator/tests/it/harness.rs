@@ -53,6 +53,9 @@ pub async fn registry_url() -> String {
     URL.get_or_init(|| url).clone()
 }
 
+/// The admin token of the orchestrator under test (its operator actions are admin routes).
+pub const ADMIN_TOKEN: &str = "orchestrator-test-admin-token";
+
 pub fn config(db_url: &str, registry: &str, saga: SagaConfig, components: Components) -> Config {
     Config {
         runtime: saga_runtime::RuntimeConfig {
@@ -67,6 +70,8 @@ pub fn config(db_url: &str, registry: &str, saga: SagaConfig, components: Compon
             consumer: Default::default(),
             relay: Default::default(),
             components,
+            auth: saga_service_kit::auth::AuthConfig::with_admin_token(ADMIN_TOKEN),
+            retention: Default::default(),
         },
         saga,
     }

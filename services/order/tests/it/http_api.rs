@@ -285,3 +285,96 @@ async fn serves_its_openapi_document_and_catalog() {
         ["unit_price.amount_minor", "unit_price.currency"]
     );
 }
+
+#[tokio::test]
+async fn a_zero_price_is_refused() {
+    let app = start().await;
+    let r = app
+        .client
+        .put(app.url("/catalog/FREE-1"))
+        .json(&json!({ "unit_price": { "amount_minor": 0, "currency": "EUR" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        fields(&r.json().await.unwrap()),
+        ["unit_price.amount_minor"]
+    );
+}
+
+#[tokio::test]
+async fn prices_and_rebuilds_need_the_admin_token() {
+    let app = start().await;
+    let anonymous = reqwest::Client::new();
+    let price = json!({ "unit_price": { "amount_minor": 100, "currency": "EUR" } });
+    let r = anonymous
+        .put(app.url("/catalog/LOCK-1"))
+        .json(&price)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = anonymous
+        .post(app.url("/admin/projections/order_summaries/rebuild"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, catalog) = app.get_json("/catalog").await;
+    assert_eq!(status, 200, "the catalog stays open");
+    assert!(
+        !catalog.to_string().contains("LOCK-1"),
+        "a refused price change wrote nothing"
+    );
+    app.put_price("LOCK-1", 100, "EUR").await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_expire_after_their_ttl() {
+    let app = start().await;
+    app.put_price("SKU-1", 500, "EUR").await;
+    let body = order_body("cust-1", &[("SKU-1", 1)]);
+    for key in ["old-key", "young-key"] {
+        assert_eq!(app.post_order(&body, Some(key)).await.status(), 202);
+    }
+    // One key is a day and a minute old: past the default 24 h.
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '24 hours 1 minute'
+         WHERE key = 'old-key'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    // An expired key is free again: a different body is a new order, not a 422.
+    let other = order_body("cust-1", &[("SKU-1", 2)]);
+    let reused = app.post_order(&other, Some("old-key")).await;
+    assert_eq!(reused.status(), 202);
+    assert!(reused.headers().get("idempotent-replayed").is_none());
+    // A young key still guards its request.
+    assert_eq!(
+        app.post_order(&other, Some("young-key")).await.status(),
+        422
+    );
+
+    // The purge deletes only keys past the TTL.
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old-key'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let purged = order_service::store::purge_expired_keys(
+        &app.pool,
+        order_service::service::DEFAULT_KEY_TTL,
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys ORDER BY key")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["young-key"]);
+}

@@ -44,6 +44,24 @@ impl Default for Options {
     }
 }
 
+/// The admin token the order service under test is started with.
+pub const ADMIN_TOKEN: &str = "order-test-admin-token-0123";
+
+/// A client that sends the admin token on every request (customer routes ignore it), so the
+/// tests of prices and the rebuild read like the others; refusals are checked with a plain
+/// client.
+fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub async fn start() -> TestApp {
     start_with(Options::default()).await
 }
@@ -57,6 +75,7 @@ pub async fn start_with(opts: Options) -> TestApp {
     let config: Config = serde_json::from_value(json!({
         "database": {"url": db_url},
         "registry": {"url": registry},
+        "auth": {"admin_token": ADMIN_TOKEN},
     }))
     .expect("test config");
     let config = Config {
@@ -73,6 +92,7 @@ pub async fn start_with(opts: Options) -> TestApp {
             read_your_writes_timeout_ms: opts.read_your_writes_timeout_ms,
             projector_poll_ms: 200,
             max_streams: opts.max_streams,
+            ..OrderSettings::default()
         },
     };
     let app = App::build(config).await.expect("app builds");
@@ -87,7 +107,7 @@ pub async fn start_with(opts: Options) -> TestApp {
     TestApp {
         base,
         pool,
-        client: reqwest::Client::new(),
+        client: admin_client(),
         orders,
         shutdown,
         handle: Some(handle),

@@ -7,11 +7,16 @@ use crate::support::{fresh_pool, problem, serve};
 #[tokio::test]
 async fn sets_and_reads_credit() {
     let pool = fresh_pool().await;
-    let (url, _stop) = serve(payment_service::http::router(pool)).await;
+    let (url, _stop) = serve(payment_service::http::router(
+        pool,
+        &saga_runtime::testing::admin_auth(),
+    ))
+    .await;
     let client = reqwest::Client::new();
 
     let put = client
         .put(format!("{url}/accounts/cust-1"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
         .json(&json!({"credit": {"amount_minor": 5000, "currency": "EUR"}}))
         .send()
         .await
@@ -36,10 +41,19 @@ async fn sets_and_reads_credit() {
 #[tokio::test]
 async fn refuses_invalid_input_with_problem_details() {
     let pool = fresh_pool().await;
-    let (url, _stop) = serve(payment_service::http::router(pool)).await;
+    let (url, _stop) = serve(payment_service::http::router(
+        pool,
+        &saga_runtime::testing::admin_auth(),
+    ))
+    .await;
     let client = reqwest::Client::new();
-    let put =
-        |path: &str, body: serde_json::Value| client.put(format!("{url}{path}")).json(&body).send();
+    let put = |path: &str, body: serde_json::Value| {
+        client
+            .put(format!("{url}{path}"))
+            .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
 
     let negative = json!({"credit": {"amount_minor": -1, "currency": "EUR"}});
     let body = problem(put("/accounts/c", negative).await.unwrap(), 422).await;
@@ -74,10 +88,15 @@ async fn currency_change_with_open_charges_is_a_conflict() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let (url, _stop) = serve(payment_service::http::router(pool)).await;
+    let (url, _stop) = serve(payment_service::http::router(
+        pool,
+        &saga_runtime::testing::admin_auth(),
+    ))
+    .await;
 
     let resp = reqwest::Client::new()
         .put(format!("{url}/accounts/alice"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
         .json(&json!({"credit": {"amount_minor": 1, "currency": "USD"}}))
         .send()
         .await

@@ -217,3 +217,69 @@ async fn concurrent_charges_never_overdraw() {
     .await;
     assert_eq!(balance(&pool, &alice).await, (10_000, 0));
 }
+
+#[tokio::test]
+async fn credit_adjustments_and_charges_racing_on_one_account_all_count() {
+    let pool = fresh_pool().await;
+    let c = customer("race");
+    set_credit(&pool, &c, eur(100)).await;
+
+    // A charge holds the account row while an adjustment arrives: the adjustment waits and
+    // then adds to the charged-down credit instead of overwriting it.
+    let mut held = pool.begin().await.unwrap();
+    let outcome = payments::charge(&mut held, OrderId::new(), &c, &eur(30))
+        .await
+        .unwrap();
+    assert_eq!(declined(&outcome), None);
+    let adjusting = {
+        let (pool, c) = (pool.clone(), c.clone());
+        tokio::spawn(async move {
+            let mut conn = pool.acquire().await.unwrap();
+            payments::adjust_credit(&mut conn, &c, &eur(40))
+                .await
+                .unwrap()
+        })
+    };
+    held.commit().await.unwrap();
+    assert!(matches!(
+        adjusting.await.unwrap(),
+        payments::Adjusted::Applied(_)
+    ));
+    assert_eq!(balance(&pool, &c).await, (100 - 30 + 40, 30));
+
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let (pool1, c1) = (pool.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let outcome = charge(&pool1, OrderId::new(), &c1, eur(10)).await;
+            assert_eq!(declined(&outcome), None);
+        }));
+        let (pool2, c2) = (pool.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = pool2.acquire().await.unwrap();
+            let adjusted = payments::adjust_credit(&mut conn, &c2, &eur(20))
+                .await
+                .unwrap();
+            assert!(matches!(adjusted, payments::Adjusted::Applied(_)));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(balance(&pool, &c).await, (110 - 50 + 100, 80));
+
+    let mut conn = pool.acquire().await.unwrap();
+    assert!(matches!(
+        payments::adjust_credit(&mut conn, &c, &eur(-161))
+            .await
+            .unwrap(),
+        payments::Adjusted::WouldGoNegative(Some(_))
+    ));
+    assert!(matches!(
+        payments::adjust_credit(&mut conn, &c, &Money::new(5, Currency::USD))
+            .await
+            .unwrap(),
+        payments::Adjusted::OtherCurrency(_)
+    ));
+    assert_eq!(balance(&pool, &c).await, (160, 80));
+}

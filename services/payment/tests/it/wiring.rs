@@ -23,6 +23,7 @@ async fn commands_on_the_topic_are_answered_on_the_events_topic() {
 
     let put = reqwest::Client::new()
         .put(format!("{url}/accounts/bob"))
+        .bearer_auth(saga_runtime::testing::ADMIN_TOKEN)
         .json(&json!({"credit": {"amount_minor": 1000, "currency": "EUR"}}))
         .send()
         .await
