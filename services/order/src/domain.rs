@@ -101,8 +101,10 @@ impl PartialEq<&str> for OrderStatus {
     }
 }
 
-/// Current state of one order: the fold of its events.
-#[derive(Debug, Clone, PartialEq)]
+/// Current state of one order: the fold of its events (also stored as a snapshot,
+/// `snapshot.rs`: a change here that alters what is folded needs `SNAPSHOT_FOLD_VERSION`
+/// bumped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub id: OrderId,
     pub customer_id: CustomerId,

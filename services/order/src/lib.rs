@@ -14,6 +14,7 @@ pub mod messages;
 pub mod placement;
 pub mod projection;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod upcast;
 
@@ -72,6 +73,9 @@ pub struct OrderSettings {
     pub max_streams: usize,
     /// How long an Idempotency-Key is remembered; older keys are purged and may be reused.
     pub idempotency_key_ttl_secs: u64,
+    /// A snapshot of an order is stored every this many events, and folds start from the
+    /// latest one; 0 switches snapshots off (docs/order-service.md, "Snapshots").
+    pub snapshot_every: u32,
 }
 
 impl Default for OrderSettings {
@@ -82,6 +86,7 @@ impl Default for OrderSettings {
             projector_poll_ms: 500,
             max_streams: service::DEFAULT_MAX_STREAMS,
             idempotency_key_ttl_secs: service::DEFAULT_KEY_TTL.as_secs(),
+            snapshot_every: snapshot::DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
@@ -112,6 +117,7 @@ impl App {
             Duration::from_millis(config.order.read_your_writes_timeout_ms),
         )
         .with_stream_limit(config.order.max_streams)
+        .with_snapshot_every(config.order.snapshot_every)
         .with_key_ttl(Duration::from_secs(
             config.order.idempotency_key_ttl_secs.max(1),
         ));

@@ -16,6 +16,7 @@ use crate::domain::{DomainError, Order, OrderEvent, OrderStatus, RecordedEvent};
 use crate::messages::{self, Publisher};
 use crate::placement::{self, FieldError, PlaceOrderRequest};
 use crate::projection::{self, OrderSummary, Projector};
+use crate::snapshot::{self, FoldError};
 use crate::store::{self, KeyClaim, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,15 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("publishing through the outbox failed: {0}")]
     Publish(#[from] messages::PublishError),
+}
+
+impl From<FoldError> for ServiceError {
+    fn from(e: FoldError) -> Self {
+        match e {
+            FoldError::Store(e) => ServiceError::Store(e),
+            FoldError::Domain(e) => ServiceError::Domain(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ServiceError {
@@ -65,6 +75,7 @@ pub struct Orders {
     read_your_writes_timeout: Duration,
     streams: crate::live::StreamSlots,
     key_ttl: Duration,
+    snapshot_every: u32,
 }
 
 /// How long an Idempotency-Key is remembered unless configured otherwise (24 h, as payment
@@ -88,7 +99,14 @@ impl Orders {
             read_your_writes_timeout,
             streams: crate::live::StreamSlots::new(DEFAULT_MAX_STREAMS),
             key_ttl: DEFAULT_KEY_TTL,
+            snapshot_every: snapshot::DEFAULT_SNAPSHOT_EVERY,
         }
+    }
+
+    /// A snapshot every `every` events (`order.snapshot_every`; 0: none).
+    pub fn with_snapshot_every(mut self, every: u32) -> Orders {
+        self.snapshot_every = every;
+        self
     }
 
     /// How long an Idempotency-Key is remembered (`order.idempotency_key_ttl_secs`).
@@ -118,9 +136,8 @@ impl Orders {
     /// The current order and the `global_seq` of its last event (its consistency token).
     pub async fn current(&self, order_id: OrderId) -> Result<Option<(Order, i64)>, ServiceError> {
         let mut conn = self.pool.acquire().await?;
-        let events = store::load_events(&mut conn, order_id, None).await?;
-        let last_seq = events.last().map(|e| e.global_seq);
-        Ok(Order::from_events(&events)?.zip(last_seq))
+        let folded = snapshot::fold(&mut conn, order_id, None, self.snapshot_every).await?;
+        Ok(folded.order.zip(folded.last_seq))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -196,8 +213,11 @@ impl Orders {
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Option<Order>, ServiceError> {
         let mut conn = self.pool.acquire().await?;
-        let events = store::load_events(&mut conn, order_id, as_of).await?;
-        Ok(Order::from_events(&events)?)
+        Ok(
+            snapshot::fold(&mut conn, order_id, as_of, self.snapshot_every)
+                .await?
+                .order,
+        )
     }
 
     pub async fn history(&self, order_id: OrderId) -> Result<Vec<RecordedEvent>, ServiceError> {
@@ -258,8 +278,8 @@ impl Orders {
         command: Command<'_>,
         cause: &Metadata,
     ) -> Result<Decision, ServiceError> {
-        let events = store::load_events(tx, order_id, None).await?;
-        let Some(order) = Order::from_events(&events)? else {
+        let folded = snapshot::fold(tx, order_id, None, self.snapshot_every).await?;
+        let Some(order) = folded.order else {
             return Ok(Decision::UnknownOrder);
         };
         let event = match command {
@@ -272,7 +292,12 @@ impl Orders {
             Err(refused) => return Ok(Decision::Refused(refused)),
         };
         let meta = Metadata::caused_by(cause);
-        store::append_event(tx, order_id, order.version + 1, &event, &meta_json(&meta)).await?;
+        let version = order.version + 1;
+        store::append_event(tx, order_id, version, &event, &meta_json(&meta)).await?;
+        if snapshot::due_at(version, self.snapshot_every) {
+            // The fold passes `version` and stores the snapshot there, in this transaction.
+            snapshot::fold(tx, order_id, None, self.snapshot_every).await?;
+        }
         self.publisher.publish(tx, &event, meta).await?;
         Ok(Decision::Applied(event))
     }

@@ -37,13 +37,24 @@ pub async fn load_events(
     order_id: OrderId,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    load_events_after(conn, order_id, 0, as_of).await
+}
+
+/// As [`load_events`], only the events after `after_version` (the tail behind a snapshot).
+pub async fn load_events_after(
+    conn: &mut PgConnection,
+    order_id: OrderId,
+    after_version: i32,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(
         "SELECT version, type, schema_version, payload, recorded_at, global_seq FROM order_events \
-         WHERE order_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
+         WHERE order_id = $1 AND version > $3 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
          ORDER BY version",
     )
     .bind(Uuid::from(order_id))
     .bind(as_of)
+    .bind(after_version)
     .fetch_all(conn)
     .await?;
     rows.iter()

@@ -4,4 +4,5 @@
 mod event_sourcing;
 mod http_api;
 mod live;
+mod snapshots;
 mod support;

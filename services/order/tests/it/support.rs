@@ -32,6 +32,7 @@ pub struct Options {
     pub run_projector: bool,
     pub read_your_writes_timeout_ms: u64,
     pub max_streams: usize,
+    pub snapshot_every: u32,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             run_projector: true,
             read_your_writes_timeout_ms: 2_000,
             max_streams: 1_000,
+            snapshot_every: order_service::snapshot::DEFAULT_SNAPSHOT_EVERY,
         }
     }
 }
@@ -92,6 +94,7 @@ pub async fn start_with(opts: Options) -> TestApp {
             read_your_writes_timeout_ms: opts.read_your_writes_timeout_ms,
             projector_poll_ms: 200,
             max_streams: opts.max_streams,
+            snapshot_every: opts.snapshot_every,
             ..OrderSettings::default()
         },
     };
