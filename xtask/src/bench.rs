@@ -1,4 +1,4 @@
-//! `cargo xtask bench [messaging|saga|all]`: builds the benchmarks in release mode, starts a
+//! `cargo xtask bench [messaging|saga|fold|all]`: builds the benchmarks in release mode, starts a
 //! private stack (temporary data directory, free ports, like `xtask test`), runs them with
 //! the `SAGA_*` variables pointing at it, prints their tables and tears the stack down.
 //! A private stack keeps the figures free of whatever else a developer's `up` stack is doing.
@@ -13,6 +13,8 @@ use saga_stack::{Stack, StackConfig};
 pub(crate) enum Which {
     Messaging,
     Saga,
+    /// Order fold time against stream length, with and without snapshots.
+    Fold,
     All,
 }
 
@@ -74,7 +76,8 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let benches: &[&str] = match args.which {
         Which::Messaging => &["bench-messaging"],
         Which::Saga => &["bench-saga"],
-        Which::All => &["bench-messaging", "bench-saga"],
+        Which::Fold => &["bench-fold"],
+        Which::All => &["bench-messaging", "bench-saga", "bench-fold"],
     };
     let mut ok = true;
     for bench in benches {
