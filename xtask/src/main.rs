@@ -6,6 +6,7 @@
 mod bench;
 mod compat;
 mod demo;
+mod rewind;
 mod soak;
 mod test_cmd;
 
@@ -74,6 +75,9 @@ enum Cmd {
     Compat(compat::CompatArgs),
     /// Build the benchmarks (release), run them on a private stack, print their tables.
     Bench(bench::BenchArgs),
+    /// Rewind a stopped consumer group to an offset or a time (reprocessing; `--dry-run`
+    /// prints what would be reprocessed). docs/messaging.md, "Reprocessing".
+    Rewind(rewind::RewindArgs),
     /// Chaos soak on a private stack: orders at a steady rate while services, broker and
     /// PostgreSQL are killed and restarted; then the books are checked (docs/soak.md).
     Soak {
@@ -162,6 +166,7 @@ async fn main() -> ExitCode {
         Cmd::Compat(args) => compat::run(&args),
         Cmd::Bench(args) => bench::run(&args).await,
         Cmd::Soak { args } => soak::run(&args).await,
+        Cmd::Rewind(args) => rewind::run(&args).await,
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err:#}");

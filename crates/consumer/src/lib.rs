@@ -28,6 +28,7 @@ mod context;
 pub mod dead_letters;
 mod error;
 pub mod lag;
+pub mod rewind;
 mod runtime;
 
 pub use config::{ConsumerConfig, Membership};

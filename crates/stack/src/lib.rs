@@ -32,6 +32,9 @@ pub use error::StackError;
 pub use http_service::HttpService;
 pub use postgres::Postgres;
 pub use process::{ProcessState, is_alive};
-pub use services::{SAGA_SERVICES, SagaService, SuiteOptions, suite_binaries};
+pub use services::{
+    CONSUMER_GROUPS, ConsumerGroup, GroupHandler, SAGA_SERVICES, SagaService, SuiteOptions,
+    suite_binaries,
+};
 pub use supervisor::{ComponentStatus, Stack, StackEnv, UpOutcome};
 pub use topics::{Topics, create_topics};

@@ -69,6 +69,103 @@ pub const SAGA_SERVICES: &[SagaService] = &[
     },
 ];
 
+/// What a consumer group's handler does: decides whether reprocessing may re-apply its
+/// messages (`cargo xtask rewind --reapply`, docs/messaging.md "Reprocessing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupHandler {
+    /// Moves stock or money, drives the saga or sends messages: each message takes effect
+    /// once; a rewind relies on the inbox, reapply is refused.
+    Effects,
+    /// Rewrites derived data only (a read model): its messages may be applied again.
+    Projection,
+}
+
+/// One consumer group of the suite: the topic it reads, the service (component) that runs
+/// it and whose database holds its inbox, and what its handler does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerGroup {
+    pub group: &'static str,
+    pub topic: &'static str,
+    pub service: &'static str,
+    pub handler: GroupHandler,
+}
+
+const fn group(
+    group: &'static str,
+    topic: &'static str,
+    service: &'static str,
+    handler: GroupHandler,
+) -> ConsumerGroup {
+    ConsumerGroup {
+        group,
+        topic,
+        service,
+        handler,
+    }
+}
+
+/// The declared list of the suite's consumer groups (with the group ids of
+/// [`SAGA_SERVICES`]). Every handler today has effects: the order read model is projected
+/// from the order service's own event store, not from Kafka. A Kafka-fed projection (a
+/// console read model, say) is added here as [`GroupHandler::Projection`].
+pub const CONSUMER_GROUPS: &[ConsumerGroup] = &[
+    group(
+        "order-service",
+        "order.commands",
+        "order",
+        GroupHandler::Effects,
+    ),
+    group(
+        "inventory-service",
+        "inventory.commands",
+        "inventory",
+        GroupHandler::Effects,
+    ),
+    group(
+        "payment-service",
+        "payment.commands",
+        "payment",
+        GroupHandler::Effects,
+    ),
+    group(
+        "shipping-service",
+        "shipping.commands",
+        "shipping",
+        GroupHandler::Effects,
+    ),
+    // Dispatches a shipment on OrderApproved.
+    group(
+        "shipping-service.order-events",
+        "order.events",
+        "shipping",
+        GroupHandler::Effects,
+    ),
+    group(
+        "orchestrator.order.events",
+        "order.events",
+        "orchestrator",
+        GroupHandler::Effects,
+    ),
+    group(
+        "orchestrator.inventory.events",
+        "inventory.events",
+        "orchestrator",
+        GroupHandler::Effects,
+    ),
+    group(
+        "orchestrator.payment.events",
+        "payment.events",
+        "orchestrator",
+        GroupHandler::Effects,
+    ),
+    group(
+        "orchestrator.shipping.events",
+        "shipping.events",
+        "orchestrator",
+        GroupHandler::Effects,
+    ),
+];
+
 /// Every binary `up` needs built: the registry and the five services.
 pub fn suite_binaries() -> Vec<&'static str> {
     std::iter::once("schema-registry")

@@ -3,4 +3,5 @@
 
 mod consumer;
 mod relay;
+mod rewind;
 mod support;
