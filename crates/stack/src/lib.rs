@@ -32,6 +32,8 @@ pub use error::StackError;
 pub use http_service::HttpService;
 pub use postgres::Postgres;
 pub use process::{ProcessState, is_alive};
-pub use services::{SAGA_SERVICES, SagaService, SuiteOptions, suite_binaries};
+pub use services::{
+    CONSOLE_PORT, SAGA_SERVICES, SagaService, SuiteOptions, console_url, suite_binaries,
+};
 pub use supervisor::{ComponentStatus, Stack, StackEnv, UpOutcome};
 pub use topics::{Topics, create_topics};

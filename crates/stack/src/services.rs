@@ -69,11 +69,49 @@ pub const SAGA_SERVICES: &[SagaService] = &[
     },
 ];
 
-/// Every binary `up` needs built: the registry and the five services.
+/// Every binary `up` needs built: the registry, the five services and the console.
 pub fn suite_binaries() -> Vec<&'static str> {
     std::iter::once("schema-registry")
         .chain(SAGA_SERVICES.iter().map(|s| s.bin))
+        .chain(std::iter::once(CONSOLE_BIN))
         .collect()
+}
+
+/// The operator console (services/console, docs/console.md): component name and binary.
+pub const CONSOLE_BIN: &str = "console";
+/// Its default port.
+pub const CONSOLE_PORT: u16 = 18087;
+/// Where the console looks for the lag exporter and Prometheus of the local stack.
+const EXPORTER_PORT: u16 = 18086;
+const PROMETHEUS_PORT: u16 = 19090;
+
+/// `http://host:port` of the console in a stack.
+pub fn console_url(cfg: &StackConfig) -> String {
+    format!("http://{}:{CONSOLE_PORT}", cfg.host)
+}
+
+/// The console as a stack component: the stack's admin token (operators log in with it, and
+/// it calls the services' admin routes with it), every service's URL, the exporter and
+/// Prometheus.
+pub fn console_component(cfg: &StackConfig) -> HttpService {
+    let mut svc = HttpService::new(CONSOLE_BIN, CONSOLE_BIN, CONSOLE_PORT)
+        .admin_token()
+        .env(
+            "APP_CONSOLE__EXPORTER_URL",
+            format!("http://{}:{EXPORTER_PORT}", cfg.host),
+        )
+        .env(
+            "APP_CONSOLE__PROMETHEUS_URL",
+            format!("http://{}:{PROMETHEUS_PORT}", cfg.host),
+        )
+        .env("NO_COLOR", "1");
+    for service in SAGA_SERVICES {
+        svc = svc.env(
+            format!("APP_CONSOLE__SERVICES__{}", service.name.to_uppercase()),
+            service.url(cfg),
+        );
+    }
+    svc
 }
 
 /// Settings of the services in the local stack that users may want to change.
@@ -155,11 +193,16 @@ fn json_string_list(items: &[String]) -> String {
 }
 
 impl Stack {
-    /// The whole suite: the infrastructure of [`Stack::new`], then the five saga services.
+    /// The whole suite: the infrastructure of [`Stack::new`], the five saga services, then
+    /// the operator console.
     pub fn suite(cfg: StackConfig, opts: &SuiteOptions) -> Stack {
-        SAGA_SERVICES.iter().fold(Stack::new(cfg), |stack, svc| {
-            stack.push(svc.component(opts))
-        })
+        let console = console_component(&cfg);
+        SAGA_SERVICES
+            .iter()
+            .fold(Stack::new(cfg), |stack, svc| {
+                stack.push(svc.component(opts))
+            })
+            .push(console)
     }
 }
 
@@ -199,7 +242,8 @@ mod tests {
                 "inventory",
                 "payment",
                 "shipping",
-                "orchestrator"
+                "orchestrator",
+                "console"
             ]
         );
         let shipping = SagaService::named("shipping")
