@@ -8,6 +8,7 @@ mod crash;
 mod duplicates;
 mod group;
 mod live;
+mod monitoring;
 mod paths;
 mod soak;
 mod support;

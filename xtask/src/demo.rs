@@ -56,6 +56,7 @@ pub(crate) async fn run(args: &crate::StackArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print_next_steps(&api);
+    print_monitoring(&stack);
     println!(
         "\ndemo took {:.1}s: {:.1}s to build and start the suite, {:.1}s for the sagas",
         started.elapsed().as_secs_f64(),
@@ -525,6 +526,23 @@ fn print_next_steps(api: &Api) {
         inv = api.inventory,
         pay = api.payment,
     );
+}
+
+/// Where lag, metrics and alerts are seen (docs/lag.md), when the stack runs them.
+fn print_monitoring(stack: &Stack) {
+    let env = stack.env();
+    println!("\nMonitoring:");
+    if let Some(url) = &env.prometheus_url {
+        println!("  Prometheus, lag per group:  {url}/graph?g0.expr=kafka_consumergroup_lag_sum");
+        println!("  alerts and their state:     {url}/alerts");
+        println!("  what Prometheus scrapes:    {url}/targets");
+    }
+    if let Some(url) = &env.lag_exporter_url {
+        println!("  lag exporter (JSON):        {url}/lag");
+    }
+    if env.prometheus_url.is_none() && env.lag_exporter_url.is_none() {
+        println!("  (not running: build lag-exporter and install prometheus)");
+    }
 }
 
 /// Short, unique enough per run, and valid in a SKU (`[A-Za-z0-9._-]`).
