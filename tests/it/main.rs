@@ -3,6 +3,7 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod crash;
 mod duplicates;
 mod group;

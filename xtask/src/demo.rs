@@ -416,6 +416,7 @@ async fn finish(api: &Api, p: &Path, order_id: &str, placed_at: Instant) -> anyh
             .unwrap_or_default(),
         check(saga.state == e.saga_state)
     );
+    println!("   console: {}/sagas/{}", api.console, saga.saga_id);
     print_timeline(&saga);
     println!("   side effects:");
     println!(
@@ -501,6 +502,11 @@ fn print_timeline(saga: &Saga) {
 fn print_next_steps(api: &Api) {
     let o = &api.order;
     let s = &api.orchestrator;
+    println!(
+        "\nOperator console: {console}  (log in with the admin token: .stack/secrets/admin-token)
+  lag per group and partition, sagas and their timelines, dead letters, outbox backlog",
+        console = api.console
+    );
     println!(
         "\nTry it yourself (the stack keeps running):
   # admin calls (prices, stock, credit) need the stack's admin token
@@ -629,6 +635,8 @@ struct Api {
     payment: String,
     shipping: String,
     orchestrator: String,
+    /// The operator console: the demo prints each saga's page there.
+    console: String,
 }
 
 /// `Authorization: Bearer <admin token>` on every request: the demo seeds prices, stock
@@ -666,6 +674,7 @@ impl Api {
             payment: url("payment")?,
             shipping: url("shipping")?,
             orchestrator: url("orchestrator")?,
+            console: saga_stack::console_url(cfg),
         })
     }
 

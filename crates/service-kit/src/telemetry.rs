@@ -37,7 +37,12 @@ pub fn init(service_name: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let json = std::env::var("APP_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    crate::logs::set_service(service_name);
+    // The ring of recent lines (`GET /admin/logs`) sees what the filter lets through.
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(crate::logs::layer());
     let result = if json {
         registry
             .with(

@@ -70,7 +70,7 @@ impl StackConfig {
 
     /// A stack in `data_dir` on free loopback ports, for tests and `xtask test`.
     pub fn private(data_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
-        Ok(Self {
+        let mut cfg = Self {
             data_dir: data_dir.into(),
             pg_port: free_port()?,
             kafka_port: free_port()?,
@@ -82,7 +82,11 @@ impl StackConfig {
                 .map(|s| Ok((s.name.to_owned(), free_port()?)))
                 .collect::<std::io::Result<_>>()?,
             ..Self::defaults()
-        })
+        };
+        // The operator console (not a saga service) gets its free port here too.
+        cfg.service_ports
+            .insert(crate::services::CONSOLE_BIN.to_owned(), free_port()?);
+        Ok(cfg)
     }
 
     /// Superuser URL of the stack's PostgreSQL.

@@ -37,8 +37,8 @@ pub use postgres::Postgres;
 pub use process::{ProcessState, is_alive};
 pub use prometheus::{Prometheus, ScrapeTarget};
 pub use services::{
-    LAG_EXPORTER_BIN, SAGA_SERVICES, SagaService, SuiteOptions, lag_exporter, suite_binaries,
-    suite_consumer_groups, suite_prometheus,
+    CONSOLE_PORT, LAG_EXPORTER_BIN, SAGA_SERVICES, SagaService, SuiteOptions, console_url,
+    lag_exporter, suite_binaries, suite_consumer_groups, suite_prometheus,
 };
 pub use supervisor::{ComponentStatus, Stack, StackEnv, UpOutcome};
 pub use topics::{Topics, create_topics};

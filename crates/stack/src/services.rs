@@ -73,11 +73,12 @@ pub const SAGA_SERVICES: &[SagaService] = &[
     },
 ];
 
-/// Every binary `up` needs built: the registry, the five services and the lag exporter.
+/// Every binary `up` needs built: the registry, the five services, the lag exporter and
+/// the console.
 pub fn suite_binaries() -> Vec<&'static str> {
     std::iter::once("schema-registry")
         .chain(SAGA_SERVICES.iter().map(|s| s.bin))
-        .chain(std::iter::once(LAG_EXPORTER_BIN))
+        .chain([LAG_EXPORTER_BIN, CONSOLE_BIN])
         .collect()
 }
 
@@ -110,6 +111,38 @@ pub fn suite_consumer_groups() -> Vec<String> {
         }
     }
     groups
+}
+
+/// The operator console (services/console, docs/console.md): component name and binary.
+pub const CONSOLE_BIN: &str = "console";
+/// Its default port (a private stack gives it a free one in `service_ports`).
+pub const CONSOLE_PORT: u16 = 18087;
+
+fn console_port(cfg: &StackConfig) -> u16 {
+    cfg.service_port(CONSOLE_BIN).unwrap_or(CONSOLE_PORT)
+}
+
+/// `http://host:port` of the console in a stack.
+pub fn console_url(cfg: &StackConfig) -> String {
+    format!("http://{}:{}", cfg.host, console_port(cfg))
+}
+
+/// The console as a stack component: the stack's admin token (operators log in with it, and
+/// it calls the services' admin routes with it), every service's URL, the exporter and
+/// Prometheus.
+pub fn console_component(cfg: &StackConfig) -> HttpService {
+    let mut svc = HttpService::new(CONSOLE_BIN, CONSOLE_BIN, console_port(cfg))
+        .admin_token()
+        .env("APP_CONSOLE__EXPORTER_URL", cfg.lag_exporter_url())
+        .env("APP_CONSOLE__PROMETHEUS_URL", cfg.prometheus_url())
+        .env("NO_COLOR", "1");
+    for service in SAGA_SERVICES {
+        svc = svc.env(
+            format!("APP_CONSOLE__SERVICES__{}", service.name.to_uppercase()),
+            service.url(cfg),
+        );
+    }
+    svc
 }
 
 /// Settings of the services in the local stack that users may want to change.
@@ -249,10 +282,11 @@ pub fn suite_prometheus(cfg: &StackConfig, opts: &SuiteOptions) -> Prometheus {
 
 impl Stack {
     /// The whole suite: the infrastructure of [`Stack::new`], the five saga services, the
-    /// lag exporter and Prometheus.
+    /// lag exporter, Prometheus and the operator console.
     pub fn suite(cfg: StackConfig, opts: &SuiteOptions) -> Stack {
         let exporter = lag_exporter(&cfg, opts);
         let prometheus = suite_prometheus(&cfg, opts);
+        let console = console_component(&cfg);
         SAGA_SERVICES
             .iter()
             .fold(Stack::new(cfg.clone()), |stack, svc| {
@@ -260,6 +294,7 @@ impl Stack {
             })
             .push(exporter)
             .push(prometheus)
+            .push(console)
     }
 }
 
@@ -327,7 +362,8 @@ mod tests {
                 "shipping",
                 "orchestrator",
                 "lag-exporter",
-                "prometheus"
+                "prometheus",
+                "console"
             ]
         );
         let shipping = SagaService::named("shipping")
