@@ -18,6 +18,8 @@ async fn a_duplicate_refund_fails_the_soak_on_money() {
         gap: (Duration::from_secs(1), Duration::from_secs(2)),
         drain_timeout: Duration::from_secs(120),
         double_refund: true,
+        // Lighter on the shared stack; the standbys are the short soak's business.
+        standbys: Vec::new(),
         ..SoakConfig::default()
     };
     let report = soak::run(TestStack::get().await, &cfg)

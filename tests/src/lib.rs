@@ -324,6 +324,20 @@ impl Suite {
         gone
     }
 
+    /// Process ids of `service`'s child-process instances (the chaos soak stops and resumes
+    /// them).
+    pub fn pids(&self, service: Service) -> Vec<u32> {
+        self.instances
+            .get(&service)
+            .into_iter()
+            .flatten()
+            .filter_map(|i| match i {
+                Instance::Process(child) => child.pid(),
+                Instance::InProcess(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether an instance of `service` is registered as running.
     pub fn is_running(&self, service: Service) -> bool {
         self.instances.contains_key(&service)

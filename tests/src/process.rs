@@ -44,6 +44,12 @@ fn free_port() -> u16 {
 
 impl ChildService {
     pub async fn spawn(suite: &Suite, service: Service) -> ChildService {
+        Self::spawn_with(suite, service, &[]).await
+    }
+
+    /// [`ChildService::spawn`] with more environment, set last (e.g. a standby instance of
+    /// the chaos soak: `APP_COMPONENTS__CONSUMER=false`).
+    pub async fn spawn_with(suite: &Suite, service: Service, env: &[(&str, &str)]) -> ChildService {
         let bin = bin_dir().join(service.bin());
         assert!(
             bin.exists(),
@@ -140,6 +146,9 @@ impl ChildService {
                 cmd.env(key, value);
             }
         }
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
@@ -189,6 +198,11 @@ impl ChildService {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Whether the process has ended (and is reaped).

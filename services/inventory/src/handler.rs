@@ -40,9 +40,17 @@ impl InventoryHandler {
                 outcome("reserve", "refused");
                 return self.refuse(tx, &cmd.meta, "ReserveStock", &e).await;
             }
-            other => {
+            // Any other failure (a deadlock, a lost connection) must reach the runtime as it
+            // is, to be classified and retried: roll the savepoint back. Releasing a failed
+            // savepoint fails with 25P02 (transaction aborted), a permanent error that would
+            // dead-letter a command that only had to be retried (found by the chaos soak).
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+            Ok(done) => {
                 sp.commit().await?;
-                other
+                Ok(done)
             }
         };
         match result.map_err(handler_error)? {
@@ -86,9 +94,17 @@ impl InventoryHandler {
                 outcome("release", "refused");
                 return self.refuse(tx, &cmd.meta, "ReleaseStock", &e).await;
             }
-            other => {
+            // Any other failure (a deadlock, a lost connection) must reach the runtime as it
+            // is, to be classified and retried: roll the savepoint back. Releasing a failed
+            // savepoint fails with 25P02 (transaction aborted), a permanent error that would
+            // dead-letter a command that only had to be retried (found by the chaos soak).
+            Err(e) => {
+                sp.rollback().await?;
+                return Err(handler_error(e));
+            }
+            Ok(done) => {
                 sp.commit().await?;
-                other.map_err(handler_error)?
+                done
             }
         };
         outcome("release", if released { "released" } else { "nothing" });

@@ -41,9 +41,17 @@ impl PaymentHandler {
                 outcome("charge", "refused");
                 return self.refuse(tx, &cmd.meta, "ChargePayment").await;
             }
-            other => {
+            // Any other failure (a deadlock, a lost connection) must reach the runtime as it
+            // is, to be classified and retried: roll the savepoint back. Releasing a failed
+            // savepoint fails with 25P02 (transaction aborted), a permanent error that would
+            // dead-letter a command that only had to be retried (found by the chaos soak).
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+            Ok(done) => {
                 sp.commit().await?;
-                other
+                Ok(done)
             }
         };
         match result.map_err(handler_error)? {
@@ -82,9 +90,17 @@ impl PaymentHandler {
                 outcome("refund", "refused");
                 return self.refuse(tx, &cmd.meta, "RefundPayment").await;
             }
-            other => {
+            // Any other failure (a deadlock, a lost connection) must reach the runtime as it
+            // is, to be classified and retried: roll the savepoint back. Releasing a failed
+            // savepoint fails with 25P02 (transaction aborted), a permanent error that would
+            // dead-letter a command that only had to be retried (found by the chaos soak).
+            Err(e) => {
+                sp.rollback().await?;
+                return Err(handler_error(e));
+            }
+            Ok(done) => {
                 sp.commit().await?;
-                other.map_err(handler_error)?
+                done
             }
         };
         outcome(

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use saga_e2e::Service;
 use saga_e2e::soak::{self, FaultKind, SoakConfig};
 
 #[derive(Parser)]
@@ -25,7 +26,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Faults to inject: `all`, `none`, or a comma-separated list of kill-service,
-    /// kill-broker, restart-postgres, cut-network, duplicates, poison.
+    /// kill-broker, restart-postgres, cut-network, duplicates, poison, stall.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Shortest and longest time between the starts of two faults, seconds.
@@ -42,6 +43,13 @@ struct Args {
     /// Slowest sagas to show with their timelines.
     #[arg(long, default_value_t = 5)]
     slowest: usize,
+    /// The orchestrator's deadline of each undoable step, seconds; a stall lasts 3-6 s longer.
+    #[arg(long, default_value_t = 15.0)]
+    step_deadline: f64,
+    /// Services that run a standby instance (no consumers: HTTP, relay, retry and deadline
+    /// task): `none`, or a comma-separated list of order, orchestrator.
+    #[arg(long, default_value = "order,orchestrator")]
+    standbys: String,
     /// Test only: the payment service refunds twice (the soak must then fail).
     #[arg(long)]
     double_refund: bool,
@@ -72,6 +80,23 @@ fn parse_faults(s: &str) -> Result<Vec<FaultKind>, String> {
     }
 }
 
+fn parse_standbys(s: &str) -> Result<Vec<Service>, String> {
+    if s == "none" || s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|name| {
+            let name = name.trim();
+            soak::STANDBY_SERVICES
+                .into_iter()
+                .find(|service| soak::service_name(*service) == name)
+                .ok_or_else(|| {
+                    format!("no standby for `{name}`; one of: order, orchestrator (docs/soak.md)")
+                })
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut args = Args::parse();
@@ -99,6 +124,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let standbys = match parse_standbys(&args.standbys) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let orders = match args.duration {
         Some(secs) => (secs * args.rate).round() as usize,
         None => args.orders,
@@ -116,6 +148,8 @@ async fn main() -> ExitCode {
         fetch_wait_max_ms: args.fetch_wait_ms,
         double_refund: args.double_refund,
         slowest: args.slowest,
+        step_deadline: Duration::from_secs_f64(args.step_deadline),
+        standbys,
     };
     let report = match soak::run_on_private_stack(&cfg).await {
         Ok(r) => r,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::Endpoints;
 use super::load::PlacedOrder;
 use super::plan;
-use super::report::Invariant;
+use super::report::{FaultRecord, Invariant};
 use crate::{AccountView, OrderView, Service, StockView, Suite};
 
 /// How the suite drained after the load.
@@ -129,6 +129,8 @@ pub struct Books {
     pub placed_events: HashMap<Uuid, i64>,
     /// The dead-letter topic: (key, source topic, error kind).
     pub dead_letters: Vec<(String, String, String)>,
+    /// The orchestrator's `timed_out` transitions, by order: when, and the reason.
+    pub timeouts: HashMap<Uuid, (DateTime<Utc>, String)>,
     /// What could not be read (each makes an invariant fail).
     pub read_errors: Vec<String>,
 }
@@ -238,6 +240,16 @@ impl Books {
             errors.push(format!("order outbox: {e}"));
             Vec::new()
         });
+        let timeouts: Vec<(Uuid, DateTime<Utc>, Option<String>)> = sqlx::query_as(
+            "SELECT s.order_id, t.at, t.detail FROM saga_transitions t
+             JOIN sagas s USING (saga_id) WHERE t.outcome = 'timed_out'",
+        )
+        .fetch_all(suite.pool(Service::Orchestrator))
+        .await
+        .unwrap_or_else(|e| {
+            errors.push(format!("saga_transitions: {e}"));
+            Vec::new()
+        });
         let dead_letters = {
             let kafka = suite.kafka.clone();
             tokio::task::spawn_blocking(move || read_dead_letters(&kafka))
@@ -266,6 +278,10 @@ impl Books {
             dispatched_messages: by_key(dispatched),
             placed_events: by_key(placed_events),
             dead_letters,
+            timeouts: timeouts
+                .into_iter()
+                .map(|(id, at, detail)| (id, (at, detail.unwrap_or_default())))
+                .collect(),
             read_errors: errors,
         }
     }
@@ -358,20 +374,116 @@ pub fn outcome(order: Option<&OrderView>, saga: Option<&SagaRow>) -> &'static st
                 .as_deref()
                 .unwrap_or_default()
                 .to_lowercase();
-            if reason.contains("stock") {
+            // First: a deadline's reason names the step (`step charge_payment timed out`),
+            // which would read as a business refusal below.
+            if reason.contains("timed out") || reason.contains("deadline passed") {
+                "timed_out"
+            } else if reason.contains("stock") {
                 "out_of_stock"
             } else if reason.contains("payment") || reason.contains("declined") {
                 "declined"
             } else if reason.contains("ship") {
                 "shipping_refused"
-            } else if reason.contains("timed out") || reason.contains("deadline") {
-                "timed_out"
             } else {
                 "rejected_other"
             }
         }
         _ => "pending",
     }
+}
+
+/// What the timed-out checks need besides the books: the faults as they ran, when the load
+/// started (fault offsets are from there) and the step deadline the orchestrator ran with.
+pub(crate) struct Timeouts<'a> {
+    pub faults: &'a [FaultRecord],
+    pub start_wall: DateTime<Utc>,
+    pub step_deadline: Duration,
+}
+
+/// The saga steps that have a deadline, each answered by one participant.
+const DEADLINE_STEPS: [(&str, &str); 3] = [
+    ("reserve_stock", "inventory"),
+    ("charge_payment", "payment"),
+    ("schedule_shipment", "shipping"),
+];
+
+/// How long after a fault ended its effect may still hold a step up (a restarted process
+/// reconnecting, the backlog it left).
+const FAULT_AFTERMATH: Duration = Duration::from_secs(10);
+
+fn delta(d: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// A saga that timed out, and the fault that explains why its step got no answer in time.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimedOut {
+    pub order_id: Uuid,
+    /// The step its reason names.
+    pub step: Option<&'static str>,
+    pub at: Option<DateTime<Utc>>,
+    pub reason: String,
+    /// Kind and target of the fault, e.g. `stall shipping`: one that kept the step's
+    /// participant (or the orchestrator, the broker, PostgreSQL) from answering while the step
+    /// waited. `None`: nothing explains it.
+    pub explained_by: Option<String>,
+}
+
+/// Every accepted order whose saga timed out, with what explains it. A stall of the step's
+/// participant is preferred as the explanation when several faults overlap.
+pub(crate) fn timed_out(books: &Books, t: &Timeouts<'_>) -> Vec<TimedOut> {
+    let mut out = Vec::new();
+    for (id, view) in &books.orders {
+        let saga = books.sagas.get(id.as_uuid());
+        if outcome(view.as_ref(), saga) != "timed_out" {
+            continue;
+        }
+        let transition = books.timeouts.get(id.as_uuid());
+        let reason = transition
+            .map(|(_, r)| r.clone())
+            .or_else(|| view.as_ref().and_then(|v| v.rejection_reason.clone()))
+            .unwrap_or_default();
+        let step = DEADLINE_STEPS
+            .iter()
+            .find(|(step, _)| reason.contains(step));
+        let at = transition.map(|(at, _)| *at);
+        let explained_by = step.zip(at).and_then(|((_, participant), at)| {
+            let window_start = at - delta(t.step_deadline + Duration::from_secs(1));
+            let mut candidates: Vec<&FaultRecord> = t
+                .faults
+                .iter()
+                .filter(|f| {
+                    let start = t.start_wall + delta(Duration::from_millis(f.started_at_ms));
+                    let end = t.start_wall
+                        + delta(Duration::from_millis(f.ended_at_ms) + FAULT_AFTERMATH);
+                    start <= at && end >= window_start
+                })
+                .filter(|f| match (f.kind, f.target) {
+                    ("stall", Some(target)) => target == *participant,
+                    ("kill-service" | "cut-network", Some(target)) => {
+                        target == *participant || target == "orchestrator"
+                    }
+                    ("kill-broker" | "restart-postgres", _) => true,
+                    _ => false,
+                })
+                .collect();
+            candidates.sort_by_key(|f| f.kind != "stall");
+            candidates.first().map(|f| {
+                format!("{} {}", f.kind, f.target.unwrap_or_default())
+                    .trim()
+                    .to_owned()
+            })
+        });
+        out.push(TimedOut {
+            order_id: *id.as_uuid(),
+            step: step.map(|(s, _)| *s),
+            at,
+            reason,
+            explained_by,
+        });
+    }
+    out.sort_by_key(|t| t.at);
+    out
 }
 
 fn check(name: &'static str, what: &'static str, problems: Vec<String>) -> Invariant {
@@ -386,8 +498,15 @@ pub(crate) fn invariants(
     poison_keys: &[String],
     initial_stock: i64,
     initial_credit: i64,
+    timeouts: &Timeouts<'_>,
 ) -> Vec<Invariant> {
     let mut out = Vec::new();
+    let timed_out = timed_out(books, timeouts);
+    let explained: HashMap<Uuid, &TimedOut> = timed_out
+        .iter()
+        .filter(|t| t.explained_by.is_some())
+        .map(|t| (t.order_id, t))
+        .collect();
     let accepted: Vec<(&PlacedOrder, OrderId)> = placed
         .iter()
         .filter_map(|o| o.order_id.map(|id| (o, id)))
@@ -478,9 +597,17 @@ pub(crate) fn invariants(
             books.orders.get(id).and_then(Option::as_ref),
             books.sagas.get(id.as_uuid()),
         );
-        if got != placed.planned.path.name() && got != "incident" {
+        // A timeout is the one outcome a fault may cause: when one kept the step's
+        // participant from answering within the deadline (a stall, above all).
+        let excused = got == "timed_out" && explained.contains_key(id.as_uuid());
+        if got != placed.planned.path.name() && got != "incident" && !excused {
+            let why = if got == "timed_out" {
+                ", and no fault kept its step's participant from answering"
+            } else {
+                ""
+            };
             problems.push(format!(
-                "{id} (#{}): meant {}, got {got}",
+                "{id} (#{}): meant {}, got {got}{why}",
                 placed.planned.index,
                 placed.planned.path.name()
             ));
@@ -488,7 +615,69 @@ pub(crate) fn invariants(
     }
     out.push(check(
         "every_order_took_its_path",
-        "each order ended on the path its stock, credit and country call for (no fault changes a business outcome)",
+        "each order ended on the path its stock, credit and country call for, or timed out while a fault kept its step's participant from answering (no fault changes a business outcome otherwise)",
+        problems,
+    ));
+
+    // Timed out: rejected with a reason naming the step, the saga aborted, and nothing left
+    // behind (the late action, applied after the undo or refused by its tombstone, changed
+    // nothing). And each stall that had the load running past its deadline timed some out.
+    let mut problems = Vec::new();
+    for t in &timed_out {
+        let id = t.order_id;
+        if t.step.is_none() {
+            problems.push(format!("{id}: reason names no step: {:?}", t.reason));
+        }
+        match books.sagas.get(&id).map(|s| s.state.as_str()) {
+            Some("aborted") => {}
+            other => problems.push(format!(
+                "{id}: timed out, saga {}",
+                other.unwrap_or("missing")
+            )),
+        }
+        if books.reservations.get(&id).map(String::as_str) == Some("reserved") {
+            problems.push(format!("{id}: timed out, stock still reserved"));
+        }
+        if let Some(p) = books.payments.get(&id)
+            && p.status == "charged"
+        {
+            problems.push(format!("{id}: timed out, still charged"));
+        }
+        if let Some(status) = books.shipments.get(&id)
+            && matches!(status.as_str(), "scheduled" | "dispatched")
+        {
+            problems.push(format!("{id}: timed out, shipment {status}"));
+        }
+    }
+    let load_end_ms = placed
+        .iter()
+        .filter_map(|o| o.accepted_at_ms)
+        .max()
+        .unwrap_or(0);
+    for f in timeouts.faults.iter().filter(|f| f.kind == "stall") {
+        let Some(participant) = f.target else {
+            continue;
+        };
+        let Some((step, _)) = DEADLINE_STEPS.iter().find(|(_, p)| *p == participant) else {
+            continue;
+        };
+        let by_it = format!("stall {participant}");
+        let busy = f.started_at_ms + timeouts.step_deadline.as_millis() as u64 <= load_end_ms;
+        let n = timed_out
+            .iter()
+            .filter(|t| t.step == Some(step) && t.explained_by.as_deref() == Some(by_it.as_str()))
+            .count();
+        if busy && n == 0 {
+            problems.push(format!(
+                "{} at {:.1} s: orders were placed past its deadline, yet no saga timed out at {step}",
+                f.description,
+                f.started_at_ms as f64 / 1000.0
+            ));
+        }
+    }
+    out.push(check(
+        "timed_out_left_nothing",
+        "every timed-out order is REJECTED with a reason naming its step and its saga aborted, with no reservation, charge or shipment left; every stall during the load timed sagas out",
         problems,
     ));
 

@@ -9,10 +9,11 @@ use saga_kafka::headers::{HeaderMap, to_kafka_headers};
 use saga_testkit::TestStack;
 use tokio_util::sync::CancellationToken;
 
-use super::Endpoints;
-use super::plan::{Fault, PlannedFault, service_by_name, service_name};
+use super::plan::{Fault, PlannedFault, STANDBY_SUFFIX, service_by_name, service_name, step_of};
 use super::proxy::Proxy;
 use super::report::FaultRecord;
+use super::{Endpoints, STANDBY_ENV};
+use crate::process::ChildService;
 use crate::{Service, Suite};
 
 pub(crate) struct FaultCtx<'a> {
@@ -20,6 +21,8 @@ pub(crate) struct FaultCtx<'a> {
     pub stack: &'a TestStack,
     pub proxies: &'a HashMap<Service, Proxy>,
     pub endpoints: &'a Endpoints,
+    /// The standby instances (no consumers), by service.
+    pub standbys: &'a mut HashMap<Service, ChildService>,
     pub seed: u64,
     /// Keys of the poison records injected so far.
     pub poison_keys: Vec<String>,
@@ -57,6 +60,7 @@ pub(crate) async fn run(
         }
         records.push(FaultRecord {
             kind: planned.fault.kind().name(),
+            target: planned.fault.target(),
             description: planned.fault.describe(),
             planned_at_ms: planned.at_ms,
             started_at_ms: started_ms,
@@ -71,6 +75,23 @@ pub(crate) async fn run(
 
 async fn inject(ctx: &mut FaultCtx<'_>, fault: &Fault) -> String {
     match fault {
+        Fault::KillService { service, down_ms } if service.ends_with(STANDBY_SUFFIX) => {
+            let name = service.trim_end_matches(STANDBY_SUFFIX);
+            let service = service_by_name(name).expect("a known service");
+            let Some(mut standby) = ctx.standbys.remove(&service) else {
+                return format!("{name} runs no standby");
+            };
+            standby.kill().await;
+            tokio::time::sleep(Duration::from_millis(*down_ms)).await;
+            let restarting = Instant::now();
+            let standby = ChildService::spawn_with(ctx.suite, service, &STANDBY_ENV).await;
+            ctx.endpoints.set_standby(service, standby.url.clone());
+            ctx.standbys.insert(service, standby);
+            format!(
+                "healthy {:.1} s after the restart",
+                restarting.elapsed().as_secs_f64()
+            )
+        }
         Fault::KillService { service, down_ms } => {
             let service = service_by_name(service).expect("a known service");
             ctx.suite.kill(service).await;
@@ -140,6 +161,10 @@ async fn inject(ctx: &mut FaultCtx<'_>, fault: &Fault) -> String {
                 proxy.refused() - refused
             )
         }
+        Fault::Stall { service, stall_ms } => {
+            let service = service_by_name(service).expect("a known service");
+            stall(ctx, service, *stall_ms).await
+        }
         Fault::Duplicates { window_ms } => match duplicate(ctx.suite, *window_ms).await {
             Ok(n) => format!("{n} records republished"),
             Err(e) => format!("republishing failed: {e}"),
@@ -166,9 +191,64 @@ async fn inject(ctx: &mut FaultCtx<'_>, fault: &Fault) -> String {
     }
 }
 
-/// Restarts every service process that exited on its own; says which.
+/// SIGSTOP every process of `service` (a participant), SIGCONT after `stall_ms`: longer than
+/// the step deadline, so the sagas waiting on it time out and are undone while it is paused;
+/// what it does once resumed (the actions it was asked for, its replies) comes after the
+/// undo and must change nothing. Says how many sagas timed out at its step meanwhile.
+async fn stall(ctx: &mut FaultCtx<'_>, service: Service, stall_ms: u64) -> String {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let step = step_of(service).unwrap_or("?");
+    let pids = ctx.suite.pids(service);
+    if pids.is_empty() {
+        return format!("{} was not running", service_name(service));
+    }
+    let since = chrono::Utc::now();
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGSTOP);
+    }
+    tokio::time::sleep(Duration::from_millis(stall_ms)).await;
+    for pid in &pids {
+        let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGCONT);
+    }
+    let timed_out: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "SELECT count(*) FROM saga_transitions WHERE outcome = 'timed_out' AND at >= $1
+         AND detail LIKE '%' || $2 || '%'",
+    )
+    .bind(since)
+    .bind(step)
+    .fetch_one(ctx.suite.pool(Service::Orchestrator))
+    .await;
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    match timed_out {
+        Ok(n) => format!(
+            "pid {} stopped for {stall_ms} ms; {n} sagas timed out at {step} meanwhile",
+            pids.join(", ")
+        ),
+        Err(e) => format!(
+            "pid {} stopped for {stall_ms} ms; timed-out sagas not counted: {e}",
+            pids.join(", ")
+        ),
+    }
+}
+
+/// Restarts every service process that exited on its own (and every standby); says which.
 async fn heal(ctx: &mut FaultCtx<'_>) -> String {
     let mut healed = Vec::new();
+    let exited: Vec<Service> = ctx
+        .standbys
+        .iter_mut()
+        .filter_map(|(service, standby)| standby.has_exited().then_some(*service))
+        .collect();
+    for service in exited {
+        let standby = ChildService::spawn_with(ctx.suite, service, &STANDBY_ENV).await;
+        ctx.endpoints.set_standby(service, standby.url.clone());
+        ctx.standbys.insert(service, standby);
+        healed.push(format!(
+            "{}-standby exited and was restarted",
+            service_name(service)
+        ));
+    }
     for service in Service::ALL {
         let exited = ctx.suite.reap_exited(service);
         if !ctx.suite.is_running(service) {

@@ -86,7 +86,10 @@ async fn place(
     let mut last_error = String::new();
     while sent.elapsed() < ACCEPT_DEADLINE {
         placed.attempts += 1;
-        let url = format!("{}/orders", endpoints.get(Service::Order));
+        // Orders alternate between the order service's instances (when it runs a standby),
+        // and a retry goes to the other one.
+        let instance = placed.planned.index + placed.attempts as usize;
+        let url = format!("{}/orders", endpoints.pick(Service::Order, instance));
         let resp = http
             .post(&url)
             .header("Idempotency-Key", &key)

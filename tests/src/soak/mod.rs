@@ -22,10 +22,18 @@ use std::time::{Duration, Instant};
 use saga_testkit::{PrivateStack, TestStack};
 use tokio_util::sync::CancellationToken;
 
+use crate::process::ChildService;
 use crate::{Service, Suite, SuiteOptions, eur};
 
-pub use plan::{Fault, FaultKind, Path, PlannedFault, PlannedOrder};
+pub use plan::{Fault, FaultKind, Path, PlannedFault, PlannedOrder, service_name};
 pub use report::{FaultRecord, Invariant, Report};
+
+/// The services whose second instance is safe on tansu (see [`SoakConfig::standbys`]).
+pub const STANDBY_SERVICES: [Service; 2] = [Service::Order, Service::Orchestrator];
+
+/// How a standby instance is started: everything but the consumers. With `assign`
+/// membership every instance would consume every partition, so consumers run once.
+pub(crate) const STANDBY_ENV: [(&str, &str); 1] = [("APP_COMPONENTS__CONSUMER", "false")];
 
 /// The test-only switch of the payment service that refunds twice (a deliberately broken
 /// build): the soak must then fail on the money invariant.
@@ -59,6 +67,14 @@ pub struct SoakConfig {
     pub double_refund: bool,
     /// How many of the slowest sagas the report shows with their timelines.
     pub slowest: usize,
+    /// The orchestrator's deadline for each step that can be undone (reserve, charge,
+    /// schedule): a stall lasts longer, so the sagas waiting on the stalled participant time
+    /// out. Long enough that the other faults alone seldom make a step miss it.
+    pub step_deadline: Duration,
+    /// Services that run a second, standby instance (no consumers: HTTP API, outbox relay
+    /// and, for the orchestrator, the retry and deadline task). See docs/soak.md for why
+    /// consumers cannot run twice on tansu.
+    pub standbys: Vec<Service>,
 }
 
 impl Default for SoakConfig {
@@ -73,6 +89,8 @@ impl Default for SoakConfig {
             fetch_wait_max_ms: 10,
             double_refund: false,
             slowest: 5,
+            step_deadline: Duration::from_secs(15),
+            standbys: STANDBY_SERVICES.to_vec(),
         }
     }
 }
@@ -99,23 +117,51 @@ pub async fn run_on_private_stack(cfg: &SoakConfig) -> Result<Report, SoakError>
     // Dropping the stack closes its watchdog's pipe: the watchdog stops it and removes it.
 }
 
-/// The current base URL of each service: a restarted service listens on a new port.
+/// The current base URL of each service (and of its standby): a restarted service listens
+/// on a new port.
 #[derive(Clone, Default)]
-pub(crate) struct Endpoints(Arc<RwLock<HashMap<Service, String>>>);
+pub(crate) struct Endpoints(Arc<RwLock<EndpointMap>>);
+
+#[derive(Default)]
+pub(crate) struct EndpointMap {
+    main: HashMap<Service, String>,
+    standby: HashMap<Service, String>,
+}
 
 impl Endpoints {
     pub(crate) fn refresh(&self, suite: &Suite) {
         let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
         for service in Service::ALL {
             if suite.is_running(service) {
-                map.insert(service, suite.url(service));
+                map.main.insert(service, suite.url(service));
             }
         }
     }
 
+    pub(crate) fn set_standby(&self, service: Service, url: String) {
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.standby.insert(service, url);
+    }
+
     pub(crate) fn get(&self, service: Service) -> String {
         let map = self.0.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&service).cloned().unwrap_or_default()
+        map.main.get(&service).cloned().unwrap_or_default()
+    }
+
+    /// The `n`th of the service's instances, round robin (main, standby): a client that
+    /// spreads its requests and moves on to the other instance when one fails.
+    pub(crate) fn pick(&self, service: Service, n: usize) -> String {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let urls: Vec<&String> = map
+            .main
+            .get(&service)
+            .into_iter()
+            .chain(map.standby.get(&service))
+            .collect();
+        if urls.is_empty() {
+            return String::new();
+        }
+        urls[n % urls.len()].clone()
     }
 }
 
@@ -151,6 +197,15 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
         proxies.insert(service, p);
     }
     let mut extra_env = Vec::new();
+    for service in plan::STALL_TARGETS {
+        if let Some(step) = plan::step_of(service) {
+            extra_env.push((
+                Service::Orchestrator,
+                format!("APP_SAGA__STEP_DEADLINES_MS__{}", step.to_ascii_uppercase()),
+                cfg.step_deadline.as_millis().to_string(),
+            ));
+        }
+    }
     if cfg.double_refund {
         extra_env.push((
             Service::Payment,
@@ -191,8 +246,18 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
 
     let endpoints = Endpoints::default();
     endpoints.refresh(&suite);
+    let mut standbys = HashMap::new();
+    for service in &cfg.standbys {
+        let standby = ChildService::spawn_with(&suite, *service, &STANDBY_ENV).await;
+        endpoints.set_standby(*service, standby.url.clone());
+        standbys.insert(*service, standby);
+    }
     let orders = plan::orders(cfg.seed, cfg.orders);
-    let schedule = plan::schedule(cfg.seed, &cfg.faults, cfg.load_duration(), cfg.gap);
+    let shape = plan::Shape {
+        step_deadline: cfg.step_deadline,
+        standbys: cfg.standbys.clone(),
+    };
+    let schedule = plan::schedule(cfg.seed, &cfg.faults, cfg.load_duration(), cfg.gap, &shape);
     let load_done = CancellationToken::new();
     let start = Instant::now();
     let start_wall = chrono::Utc::now();
@@ -209,6 +274,7 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
         stack,
         proxies: &proxies,
         endpoints: &endpoints,
+        standbys: &mut standbys,
         seed: cfg.seed,
         poison_keys: Vec::new(),
     };
@@ -228,7 +294,19 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
 
     let drain = check::drain(&suite, &placed, cfg.drain_timeout).await;
     let books = check::Books::read(&suite, &endpoints, &placed).await;
-    let invariants = check::invariants(&books, &placed, &drain, &poison_keys, stock, credit);
+    let invariants = check::invariants(
+        &books,
+        &placed,
+        &drain,
+        &poison_keys,
+        stock,
+        credit,
+        &check::Timeouts {
+            faults: &fault_records,
+            start_wall,
+            step_deadline: cfg.step_deadline,
+        },
+    );
     let report = report::build(report::Inputs {
         cfg,
         start_wall,
@@ -242,6 +320,9 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
         suite: &suite,
     })
     .await;
+    for (_, mut standby) in standbys {
+        standby.kill().await;
+    }
     drop(proxies);
     suite.stop().await;
     Ok(report)

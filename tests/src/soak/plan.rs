@@ -30,16 +30,21 @@ pub enum FaultKind {
     Duplicates,
     /// Records that no consumer can decode, on the topics the services consume.
     Poison,
+    /// One participant paused (SIGSTOP) for longer than the soak's step deadline, then
+    /// resumed (SIGCONT): the sagas waiting on it time out and are undone, and its late
+    /// actions, applied after the undo, must leave nothing behind.
+    Stall,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::KillService,
         FaultKind::KillBroker,
         FaultKind::RestartPostgres,
         FaultKind::CutNetwork,
         FaultKind::Duplicates,
         FaultKind::Poison,
+        FaultKind::Stall,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +55,7 @@ impl FaultKind {
             FaultKind::CutNetwork => "cut-network",
             FaultKind::Duplicates => "duplicates",
             FaultKind::Poison => "poison",
+            FaultKind::Stall => "stall",
         }
     }
 
@@ -68,12 +74,31 @@ impl FaultKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Fault {
-    KillService { service: &'static str, down_ms: u64 },
-    KillBroker { down_ms: u64 },
-    RestartPostgres { down_ms: u64 },
-    CutNetwork { service: &'static str, cut_ms: u64 },
-    Duplicates { window_ms: u64 },
-    Poison { topic: &'static str, count: u32 },
+    KillService {
+        service: &'static str,
+        down_ms: u64,
+    },
+    KillBroker {
+        down_ms: u64,
+    },
+    RestartPostgres {
+        down_ms: u64,
+    },
+    CutNetwork {
+        service: &'static str,
+        cut_ms: u64,
+    },
+    Duplicates {
+        window_ms: u64,
+    },
+    Poison {
+        topic: &'static str,
+        count: u32,
+    },
+    Stall {
+        service: &'static str,
+        stall_ms: u64,
+    },
 }
 
 impl Fault {
@@ -85,6 +110,20 @@ impl Fault {
             Fault::CutNetwork { .. } => FaultKind::CutNetwork,
             Fault::Duplicates { .. } => FaultKind::Duplicates,
             Fault::Poison { .. } => FaultKind::Poison,
+            Fault::Stall { .. } => FaultKind::Stall,
+        }
+    }
+
+    /// The service (or standby instance) a fault hits, when it hits one.
+    pub fn target(&self) -> Option<&'static str> {
+        match self {
+            Fault::KillService { service, .. }
+            | Fault::CutNetwork { service, .. }
+            | Fault::Stall { service, .. } => Some(service),
+            Fault::KillBroker { .. }
+            | Fault::RestartPostgres { .. }
+            | Fault::Duplicates { .. }
+            | Fault::Poison { .. } => None,
         }
     }
 
@@ -105,6 +144,9 @@ impl Fault {
                 format!("republish every outbox row delivered in the last {window_ms} ms")
             }
             Fault::Poison { topic, count } => format!("{count} undecodable records on {topic}"),
+            Fault::Stall { service, stall_ms } => {
+                format!("SIGSTOP {service}, SIGCONT after {stall_ms} ms")
+            }
         }
     }
 }
@@ -143,14 +185,53 @@ pub fn service_by_name(name: &str) -> Option<Service> {
     Service::ALL.into_iter().find(|s| service_name(*s) == name)
 }
 
+/// The suffix of a standby instance's name in a kill-service fault (`order-standby`).
+pub const STANDBY_SUFFIX: &str = "-standby";
+
+/// `order-standby` for the standby instance of the order service.
+pub fn standby_name(service: Service) -> &'static str {
+    match service {
+        Service::Order => "order-standby",
+        Service::Inventory => "inventory-standby",
+        Service::Payment => "payment-standby",
+        Service::Shipping => "shipping-standby",
+        Service::Orchestrator => "orchestrator-standby",
+    }
+}
+
+/// The participants a stall pauses: the ones whose steps have a deadline (each step of the
+/// saga that can be undone).
+pub const STALL_TARGETS: [Service; 3] = [Service::Inventory, Service::Payment, Service::Shipping];
+
+/// The saga step each participant answers (the step a stall of it times out).
+pub fn step_of(service: Service) -> Option<&'static str> {
+    match service {
+        Service::Inventory => Some("reserve_stock"),
+        Service::Payment => Some("charge_payment"),
+        Service::Shipping => Some("schedule_shipment"),
+        Service::Order | Service::Orchestrator => None,
+    }
+}
+
+/// What the schedule needs to know beyond the fault kinds.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// The step deadline the orchestrator runs with: a stall lasts 3-6 s longer.
+    pub step_deadline: Duration,
+    /// Services that run a standby instance as well: kill-service kills it in its turn too.
+    pub standbys: Vec<Service>,
+}
+
 /// The fault schedule: cycles in which every selected kind occurs (kill-service once per
-/// service), each cycle shuffled, faults `gap` apart, until `load` is covered (and at least
-/// one whole cycle).
+/// service instance), each cycle shuffled, faults `gap` apart, until `load` is covered (and
+/// at least one whole cycle). The first cycle opens with its stall, so that even a short soak
+/// has sagas in flight when a participant stalls (the timed-out path is taken).
 pub fn schedule(
     seed: u64,
     kinds: &[FaultKind],
     load: Duration,
     gap: (Duration, Duration),
+    shape: &Shape,
 ) -> Vec<PlannedFault> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_fa17);
     let mut out = Vec::new();
@@ -174,6 +255,12 @@ pub fn schedule(
                             down_ms: rng.random_range(200..=3_000),
                         });
                     }
+                    for service in &shape.standbys {
+                        faults.push(Fault::KillService {
+                            service: standby_name(*service),
+                            down_ms: rng.random_range(200..=3_000),
+                        });
+                    }
                 }
                 FaultKind::KillBroker => faults.push(Fault::KillBroker {
                     down_ms: rng.random_range(200..=3_000),
@@ -192,9 +279,20 @@ pub fn schedule(
                     topic: POISON_TOPICS[rng.random_range(0..POISON_TOPICS.len())],
                     count: rng.random_range(1..=3),
                 }),
+                FaultKind::Stall => faults.push(Fault::Stall {
+                    service: service_name(STALL_TARGETS[rng.random_range(0..STALL_TARGETS.len())]),
+                    stall_ms: shape.step_deadline.as_millis() as u64
+                        + rng.random_range(3_000..=6_000),
+                }),
             }
         }
         faults.shuffle(&mut rng);
+        if cycle == 0
+            && let Some(i) = faults.iter().position(|f| f.kind() == FaultKind::Stall)
+        {
+            let stall = faults.remove(i);
+            faults.insert(0, stall);
+        }
         for fault in faults {
             out.push(PlannedFault {
                 at_ms: at,
@@ -302,13 +400,21 @@ pub fn orders(seed: u64, n: usize) -> Vec<PlannedOrder> {
 mod tests {
     use super::*;
 
+    fn shape() -> Shape {
+        Shape {
+            step_deadline: Duration::from_secs(10),
+            standbys: vec![Service::Order, Service::Orchestrator],
+        }
+    }
+
     #[test]
     fn the_seed_reproduces_the_schedule_and_the_orders() {
         let kinds = FaultKind::ALL;
         let gap = (Duration::from_secs(2), Duration::from_secs(5));
-        let a = schedule(7, &kinds, Duration::from_secs(120), gap);
-        assert_eq!(a, schedule(7, &kinds, Duration::from_secs(120), gap));
-        assert_ne!(a, schedule(8, &kinds, Duration::from_secs(120), gap));
+        let load = Duration::from_secs(120);
+        let a = schedule(7, &kinds, load, gap, &shape());
+        assert_eq!(a, schedule(7, &kinds, load, gap, &shape()));
+        assert_ne!(a, schedule(8, &kinds, load, gap, &shape()));
         assert_eq!(orders(7, 50), orders(7, 50));
         assert_ne!(orders(7, 50), orders(8, 50));
     }
@@ -320,12 +426,26 @@ mod tests {
             &FaultKind::ALL,
             Duration::from_secs(1),
             (Duration::from_secs(2), Duration::from_secs(3)),
+            &shape(),
         );
         assert!(a.iter().all(|f| f.cycle == 0));
-        // Five service kills plus one of each other kind.
-        assert_eq!(a.len(), 5 + 5);
+        // Five service kills, two standby kills, plus one of each other kind.
+        assert_eq!(a.len(), 5 + 2 + 6);
         for kind in FaultKind::ALL {
             assert!(a.iter().any(|f| f.fault.kind() == kind), "{kind:?}");
+        }
+        for standby in ["order-standby", "orchestrator-standby"] {
+            assert!(
+                a.iter().any(
+                    |f| matches!(f.fault, Fault::KillService { service, .. } if service == standby)
+                ),
+                "{standby}"
+            );
+        }
+        // The stall opens the first cycle and outlasts the step deadline.
+        match a[0].fault {
+            Fault::Stall { stall_ms, .. } => assert!(stall_ms > 10_000),
+            ref other => panic!("first fault {other:?}"),
         }
     }
 

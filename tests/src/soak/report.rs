@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::check::{Books, Drain, outcome};
+use super::check::{self, Books, Drain, outcome};
 use super::load::PlacedOrder;
 use super::plan::PlannedFault;
 use super::{SoakConfig, plan};
@@ -39,6 +39,8 @@ impl Invariant {
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultRecord {
     pub kind: &'static str,
+    /// The service (or `<service>-standby`) it hit, if it hit one.
+    pub target: Option<&'static str>,
     pub description: String,
     /// Offsets from the start of the load.
     pub planned_at_ms: u64,
@@ -131,6 +133,13 @@ pub struct Report {
     pub latency: Option<Percentiles>,
     pub latency_by_outcome: BTreeMap<&'static str, Percentiles>,
     pub incidents: Vec<String>,
+    /// The orchestrator's deadline of each undoable step in this run.
+    pub step_deadline_ms: u64,
+    /// Services that ran a standby instance (no consumers) next to the main one.
+    pub standbys: Vec<&'static str>,
+    /// Timed-out sagas by step and by the fault that explains them (`unexplained` when
+    /// none does: `every_order_took_its_path` then fails).
+    pub timed_out: BTreeMap<String, BTreeMap<String, usize>>,
     pub slowest: Vec<SlowSaga>,
     pub invariants: Vec<Invariant>,
 }
@@ -314,6 +323,22 @@ pub(crate) async fn build(inputs: Inputs<'_>) -> Report {
         });
     }
 
+    let mut timed_out: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for t in check::timed_out(
+        books,
+        &check::Timeouts {
+            faults: &faults,
+            start_wall,
+            step_deadline: cfg.step_deadline,
+        },
+    ) {
+        *timed_out
+            .entry(t.step.unwrap_or("(no step named)").to_owned())
+            .or_default()
+            .entry(t.explained_by.unwrap_or_else(|| "unexplained".to_owned()))
+            .or_default() += 1;
+    }
+
     Report {
         passed: invariants.iter().all(|i| i.pass),
         seed: cfg.seed,
@@ -339,6 +364,13 @@ pub(crate) async fn build(inputs: Inputs<'_>) -> Report {
         latency,
         latency_by_outcome,
         incidents,
+        step_deadline_ms: cfg.step_deadline.as_millis() as u64,
+        standbys: cfg
+            .standbys
+            .iter()
+            .map(|s| plan::service_name(*s))
+            .collect(),
+        timed_out,
         slowest,
         invariants,
     }
@@ -368,7 +400,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "Seed {} · {} orders at {}/s (load {:.0} s) · faults: {} (one every {:.0}-{:.0} s) · fetch wait {} ms · started {}{}\n",
+            "Seed {} · {} orders at {}/s (load {:.0} s) · faults: {} (one every {:.0}-{:.0} s) · standby instances: {} · fetch wait {} ms · started {}{}\n",
             self.seed,
             self.orders,
             self.rate_per_s,
@@ -376,6 +408,11 @@ impl Report {
             self.faults_selected.join(", "),
             self.fault_gap_s.0,
             self.fault_gap_s.1,
+            if self.standbys.is_empty() {
+                "none".to_owned()
+            } else {
+                self.standbys.join(", ")
+            },
             self.fetch_wait_max_ms,
             self.started_at,
             if self.double_refund_switch {
@@ -434,6 +471,21 @@ impl Report {
             .map(|o| self.outcomes[o].to_string())
             .collect();
         let _ = writeln!(md, "| **all** | {} |", cells.join(" | "));
+        let _ = writeln!(
+            md,
+            "\nStep deadline {:.0} s (reserve_stock, charge_payment, schedule_shipment). Timed-out sagas by step and by the fault that kept the step's participant from answering:\n",
+            self.step_deadline_ms as f64 / 1000.0
+        );
+        if self.timed_out.is_empty() {
+            let _ = writeln!(md, "None.");
+        } else {
+            let _ = writeln!(md, "| step | explained by | sagas |\n|---|---|---|");
+            for (step, by) in &self.timed_out {
+                for (fault, n) in by {
+                    let _ = writeln!(md, "| {step} | {fault} | {n} |");
+                }
+            }
+        }
         if !self.incidents.is_empty() {
             let _ = writeln!(md, "\nIncidents (open, for an operator):\n");
             for i in &self.incidents {
