@@ -330,10 +330,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let broker_ceiling = broker_rate / r.messages_per_saga;
         let pg = pg_ceiling.map_or("-".to_owned(), |c| {
             let ceiling = c.commits_per_sec / r.commits_per_saga;
-            format!(
-                "{ceiling:.0} ({:.0}%)",
-                100.0 * r.sagas_per_sec / ceiling
-            )
+            format!("{ceiling:.0} ({:.0}%)", 100.0 * r.sagas_per_sec / ceiling)
         });
         let latency = match (r.latency, r.hop) {
             (Some((l50, l99)), Some((h50, h99))) => format!(
