@@ -116,6 +116,22 @@ impl HopProbe {
         Ok(())
     }
 
+    /// The broker alone at full speed: `n` probes sent at once (pipelined by the idempotent
+    /// producer), messages per second from the first send to the last one received.
+    pub async fn throughput(&self, n: u64) -> anyhow::Result<f64> {
+        self.take();
+        let start_count = self.received();
+        let started = Instant::now();
+        for _ in 0..n {
+            self.send();
+        }
+        self.wait_received(start_count + n, Duration::from_secs(30))
+            .await?;
+        let rate = n as f64 / started.elapsed().as_secs_f64();
+        self.take();
+        Ok(rate)
+    }
+
     /// `n` probes at `rate` per second, then wait for them; returns their samples.
     pub async fn measure(&self, n: u64, rate: u32) -> anyhow::Result<Samples> {
         self.take();

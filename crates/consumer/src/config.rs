@@ -31,6 +31,10 @@ pub struct ConsumerConfig {
     pub shutdown_grace_ms: u64,
     /// Messages buffered per partition between the fetch loop and its worker.
     pub partition_buffer: usize,
+    /// Under load (the previous batch of the partition had more than one message), wait up
+    /// to this long for more messages before opening the batch's transaction: fewer, bigger
+    /// transactions for a few ms of latency. A lone message is never held back. 0: off.
+    pub linger_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -45,6 +49,7 @@ impl Default for ConsumerConfig {
             dead_letter_topic: saga_kafka::topics::DEAD_LETTERS.to_owned(),
             shutdown_grace_ms: 10_000,
             partition_buffer: 2_000,
+            linger_ms: 5,
         }
     }
 }

@@ -38,6 +38,21 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut PgConnection,
         msg: &Incoming<Self::Message>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called once per batch transaction, before any message of the batch is handled: lock
+    /// the shared rows the whole batch will touch, in one global order (e.g. sorted keys).
+    /// Batches of several partitions applied concurrently otherwise take the same hot rows
+    /// message by message in different orders and deadlock (PostgreSQL detects it only after
+    /// `deadlock_timeout`, 1 s, and the batch is re-run one message per transaction). The
+    /// default locks nothing; a single message is handled without this call.
+    fn lock_batch(
+        &self,
+        tx: &mut PgConnection,
+        msgs: &[&Incoming<Self::Message>],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = (tx, msgs);
+        async { Ok(()) }
+    }
 }
 
 /// A decoded message and where it came from.
@@ -292,18 +307,29 @@ async fn partition_worker<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let max_batch = shared.config.max_batch;
+    let linger = Duration::from_millis(shared.config.linger_ms);
+    let mut busy = false;
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
             first = rx.recv() => match first { Some(raw) => raw, None => return },
         };
         let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(raw) => batch.push(raw),
-                Err(_) => break,
+        take_queued(&mut rx, &mut batch, max_batch);
+        if busy && !linger.is_zero() && batch.len() < max_batch {
+            let until = tokio::time::Instant::now() + linger;
+            while batch.len() < max_batch {
+                match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(raw)) => {
+                        batch.push(raw);
+                        take_queued(&mut rx, &mut batch, max_batch);
+                    }
+                    // Linger over, or the fetch loop stopped: apply what we have.
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
+        busy = batch.len() > 1;
         if !shared.assignment.contains(partition) {
             // Revoked while queued: the new owner fetches these from the committed offset.
             continue;
@@ -312,6 +338,16 @@ async fn partition_worker<H: Handler>(
             .record(batch.len() as f64);
         if shared.process(&consumer, batch, &shutdown).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Move what is already queued into `batch`, up to `max_batch`.
+fn take_queued(rx: &mut mpsc::Receiver<Raw>, batch: &mut Vec<Raw>, max_batch: usize) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(raw) => batch.push(raw),
+            Err(_) => break,
         }
     }
 }
@@ -400,6 +436,13 @@ impl<H: Handler> Shared<H> {
     /// One transaction: inbox claim + handler for each message, then commit.
     async fn apply(&self, items: &[Item<H::Message>]) -> Result<(), Failure> {
         let mut tx = self.pool.begin().await?;
+        if items.len() > 1 {
+            let msgs: Vec<&Incoming<H::Message>> = items
+                .iter()
+                .filter_map(|i| i.decoded.as_ref().ok())
+                .collect();
+            self.handler.lock_batch(&mut tx, &msgs).await?;
+        }
         let mut duplicates = 0u64;
         for item in items {
             let Ok(incoming) = &item.decoded else {

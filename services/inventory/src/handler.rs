@@ -174,6 +174,28 @@ impl Handler for InventoryHandler {
             InventoryCommand::ReleaseStock(cmd) => self.release(tx, cmd).await,
         }
     }
+
+    async fn lock_batch(
+        &self,
+        tx: &mut PgConnection,
+        msgs: &[&Incoming<InventoryCommand>],
+    ) -> Result<(), HandlerError> {
+        let mut reserving = Vec::new();
+        let mut releasing = Vec::new();
+        for msg in msgs {
+            match &msg.message {
+                InventoryCommand::ReserveStock(cmd) => {
+                    reserving.extend(cmd.lines.iter().map(|l| l.sku.as_str()));
+                }
+                InventoryCommand::ReleaseStock(cmd) => {
+                    releasing.push(*cmd.meta.order_id.as_uuid());
+                }
+            }
+        }
+        stock::lock_for_batch(tx, &reserving, &releasing)
+            .await
+            .map_err(handler_error)
+    }
 }
 
 fn handler_error(e: InventoryError) -> HandlerError {

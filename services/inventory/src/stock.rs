@@ -129,6 +129,28 @@ pub async fn stock_level(
     }))
 }
 
+/// Locks, in `sku` order, every stock row a batch of commands will change: the SKUs it
+/// reserves and those reserved by the orders it releases. Batches of several partitions run
+/// concurrently on the same hot SKUs; taken message by message, their locks interleave in
+/// different orders and deadlock. Taken here first, in one order, they only queue.
+pub async fn lock_for_batch(
+    conn: &mut PgConnection,
+    reserving: &[&str],
+    releasing: &[Uuid],
+) -> Result<(), InventoryError> {
+    sqlx::query(
+        "SELECT 1 FROM stock
+         WHERE sku = ANY($1)
+            OR sku IN (SELECT sku FROM reservation_lines WHERE order_id = ANY($2))
+         ORDER BY sku FOR UPDATE",
+    )
+    .bind(reserving)
+    .bind(releasing)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Reserves every line of the order or none of them.
 #[tracing::instrument(skip_all, fields(order_id = %order_id))]
 pub async fn reserve(

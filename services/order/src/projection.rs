@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt as _;
 use saga_contracts::ids::{CustomerId, OrderId};
 use saga_contracts::{Currency, Money};
 use sqlx::postgres::PgListener;
@@ -149,16 +150,21 @@ async fn apply(
 }
 
 /// Project until caught up, one transaction per batch. Returns the events applied.
+///
+/// A batch shorter than [`BATCH`] means caught up as of that transaction's snapshot: no
+/// second transaction just to find nothing (at full load that empty pass was one of the
+/// order database's ~3.5 transactions per saga). Events committed since are announced by
+/// their own NOTIFY, which wakes the projector again.
 pub async fn catch_up(pool: &PgPool) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
         let mut tx = pool.begin().await?;
         let n = project_batch(&mut tx).await?;
         tx.commit().await?;
-        if n == 0 {
+        total += n;
+        if n < BATCH as usize {
             return Ok(total);
         }
-        total += n;
     }
 }
 
@@ -308,6 +314,12 @@ impl Projector {
             }
         };
         loop {
+            // Wake-ups that arrived since the last pass (a local nudge and the NOTIFY of the
+            // same write, or many writes under load) are all covered by the next pass.
+            let _ = self.nudge.notified().now_or_never();
+            if let Some(l) = listener.as_mut() {
+                while l.next_buffered().is_some() {}
+            }
             match catch_up(&self.pool).await {
                 Ok(n) if n > 0 => tracing::debug!(events = n, "projected"),
                 Ok(_) => {}

@@ -166,6 +166,26 @@ impl Handler for PaymentHandler {
             PaymentCommand::RefundPayment(cmd) => self.refund(tx, cmd).await,
         }
     }
+
+    async fn lock_batch(
+        &self,
+        tx: &mut PgConnection,
+        msgs: &[&Incoming<PaymentCommand>],
+    ) -> Result<(), HandlerError> {
+        let mut charging = Vec::new();
+        let mut refunding = Vec::new();
+        for msg in msgs {
+            match &msg.message {
+                PaymentCommand::ChargePayment(cmd) => charging.push(cmd.customer_id.as_str()),
+                PaymentCommand::RefundPayment(cmd) => {
+                    refunding.push(*cmd.meta.order_id.as_uuid());
+                }
+            }
+        }
+        payments::lock_for_batch(tx, &charging, &refunding)
+            .await
+            .map_err(handler_error)
+    }
 }
 
 fn decline_reason(d: Decline) -> DeclineReason {

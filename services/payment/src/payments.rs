@@ -261,6 +261,29 @@ pub async fn charge(
     Ok(outcome)
 }
 
+/// Locks, in `customer_id` order, every account a batch of commands will change: the
+/// customers it charges and those of the orders it refunds. Batches of several partitions
+/// run concurrently on the same hot accounts; taken message by message, their locks
+/// interleave in different orders and deadlock. Taken here first, in one order, they only
+/// queue.
+pub async fn lock_for_batch(
+    conn: &mut PgConnection,
+    charging: &[&str],
+    refunding: &[Uuid],
+) -> Result<(), PaymentError> {
+    sqlx::query(
+        "SELECT 1 FROM accounts
+         WHERE customer_id = ANY($1)
+            OR customer_id IN (SELECT customer_id FROM payments WHERE order_id = ANY($2))
+         ORDER BY customer_id FOR UPDATE",
+    )
+    .bind(charging)
+    .bind(refunding)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Locks the account and decides; changes nothing.
 async fn decide_charge(
     conn: &mut PgConnection,

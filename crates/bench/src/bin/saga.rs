@@ -7,6 +7,12 @@
 //! latency (idle, and under the saga's load) times the saga's hops, CPU per process, and the
 //! commits each service's database made per saga with the batch sizes its relay and
 //! consumers achieved: where the time goes.
+//!
+//! And the ceilings, measured in the same run on the same stack, so a saga rate reads as a
+//! fraction of what the parts allow: the broker alone (messages/s through the probe
+//! topic at full speed, divided by the messages a saga sends) and PostgreSQL alone
+//! (pgbench single-row commits/s, divided by the commits a saga makes); plus the time
+//! transactions spent waiting on each other's row locks (`pg_stat_activity` sampled).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use clap::Parser;
 use futures::StreamExt;
 use saga_bench::cpu::Watch;
 use saga_bench::hop::HopProbe;
+use saga_bench::pg::{LockSampler, LockWaits};
 use saga_bench::stats::{Samples, ms};
 use saga_contracts::OrderId;
 use saga_e2e::{Service, Suite, SuiteOptions, eur, order_body};
@@ -47,8 +54,9 @@ struct Args {
     /// POSTs in flight at most.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Consumer `fetch.wait.max.ms` of every service (tansu's per-hop latency floor).
-    #[arg(long, default_value_t = 10)]
+    /// Consumer `fetch.wait.max.ms` of every service (the suite's default: on the patched
+    /// broker a fetch returns when data arrives, so this only paces idle consumers).
+    #[arg(long, default_value_t = SuiteOptions::default().fetch_wait_max_ms)]
     fetch_wait_ms: u32,
     /// Connection pool size of each service.
     #[arg(long, default_value_t = 10)]
@@ -64,6 +72,17 @@ struct Args {
     /// Broker hop probes per second sent while the sagas run.
     #[arg(long, default_value_t = 50)]
     hop_rate: u32,
+    /// Messages of the broker-alone throughput run (probe topic, all sent at once).
+    #[arg(long, default_value_t = 5000)]
+    broker_messages: u64,
+    /// pgbench clients and seconds for PostgreSQL's single-row commit ceiling (0 s: skip).
+    #[arg(long, default_value_t = 8)]
+    pgbench_clients: u32,
+    #[arg(long, default_value_t = 5)]
+    pgbench_secs: u32,
+    /// How often `pg_stat_activity` is sampled for backends waiting on a lock.
+    #[arg(long, default_value_t = 10)]
+    lock_sample_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +95,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Before the suite installs its own (which writes to stdout): logs on stderr, and
+    // sqlx's slow-statement warnings (lock waits show as slow statements) are counted in
+    // the lock-wait figures rather than printed between the tables.
+    saga_bench::init_tracing_with_spans();
     let stack = TestStack::get().await;
     let admin = PgPool::connect(stack.pg_admin_url()).await?;
     let suite = Suite::start_with(SuiteOptions {
@@ -114,6 +137,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let idle_from = idle_watch.read();
     let hop_idle = probe.measure(200, 100).await?;
     let idle_cpu = idle_watch.usage(&idle_from, &idle_watch.read());
+    let broker_rate = match probe.throughput(args.broker_messages).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("broker alone: {e:#}");
+            f64::NAN
+        }
+    };
+    let pg_ceiling = if args.pgbench_secs > 0 {
+        match saga_bench::pg::pgbench(stack, args.pgbench_clients, args.pgbench_secs).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("pgbench: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let db_names: Vec<String> = databases.iter().map(|(_, d)| d.clone()).collect();
+    let locks = LockSampler::start(
+        admin.clone(),
+        db_names.clone(),
+        Duration::from_millis(args.lock_sample_ms.max(1)),
+    );
 
     let order_pool = suite.pool(Service::Order).clone();
     let mut placer = Placer {
@@ -161,12 +208,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         idle_cpu.compact(),
         idle_cpu.machine_busy_pct
     );
+    println!(
+        "broker alone (probe topic, {} messages sent at once, produce -> consume): {broker_rate:.0} messages/s",
+        args.broker_messages
+    );
+    match pg_ceiling {
+        Some(c) => println!(
+            "PostgreSQL alone (pgbench, {} clients, single-row INSERT per transaction, same cluster): {:.0} commits/s",
+            c.clients, c.commits_per_sec
+        ),
+        None => println!("PostgreSQL alone: not measured"),
+    }
     println!();
     println!(
         "| orders/s offered | orders | sagas/s | placed -> APPROVED p50 / p95 / p99 ms | broker hop under load p50 / p99 ms (x {HOPS_TO_APPROVED}: p50) | POST p50 ms | approved / rejected | CPU % of a core | machine busy |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut per_service = Vec::new();
+    let mut ratios = Vec::new();
     for phase in &args.phases {
         let rate: Option<u32> = match phase.as_str() {
             "max" => None,
@@ -178,6 +237,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let n = rate.map_or(args.orders, |r| (u64::from(r) * args.phase_secs) as usize);
         let commits_before = commits(&admin, &databases).await?;
         let wal_before = wal(&admin).await?;
+        let messages_before = messages(&suite).await?;
+        let deadlocks_before = saga_bench::pg::deadlocks(&admin, &db_names).await?;
+        let locks_from = locks.read();
+        let phase_started = Instant::now();
         let cpu_from = watch.read();
 
         // Probes under load, at a steady rate while the sagas run.
@@ -197,17 +260,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let (orders, post) = placer.place(n, rate).await?;
         wait_final(&order_pool, &orders).await?;
         let cpu = watch.usage(&cpu_from, &watch.read());
+        let lock_waits = LockSampler::between(locks_from, locks.read(), phase_started.elapsed());
         loading.store(false, Ordering::Relaxed);
         prober.await?;
         let hop = probe.take();
+        let hop_summary = hop.summary();
         let outcome = outcomes(&order_pool, &orders).await?;
         let commits_after = settled_commits(&admin, &databases, &commits_before).await?;
         let wal_after = wal(&admin).await?;
+        let messages_after = messages(&suite).await?;
+        let deadlocks_after = saga_bench::pg::deadlocks(&admin, &db_names).await?;
 
         let latency = outcome.latency.summary().map_or("-".to_owned(), |s| {
             format!("{} / {} / {}", ms(s.p50), ms(s.p95), ms(s.p99))
         });
-        let hop = hop.summary().map_or("-".to_owned(), |h| {
+        let latency_summary = outcome.latency.summary();
+        let hop = hop_summary.as_ref().map_or("-".to_owned(), |h| {
             format!(
                 "{} / {} ({})",
                 ms(h.p50),
@@ -233,7 +301,58 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect();
         let fsyncs = (wal_after.0 - wal_before.0) as f64 / n as f64;
-        per_service.push((phase, txs, fsyncs));
+        per_service.push((phase, txs.clone(), fsyncs));
+        ratios.push(Ratios {
+            phase: phase.clone(),
+            sagas_per_sec: outcome.throughput,
+            messages_per_saga: (messages_after - messages_before) as f64 / n as f64,
+            commits_per_saga: txs.iter().sum(),
+            latency: latency_summary.map(|s| (s.p50, s.p99)),
+            hop: hop_summary.map(|h| (h.p50, h.p99)),
+            lock_waits,
+            deadlocks: deadlocks_after - deadlocks_before,
+            n,
+        });
+    }
+    drop(locks);
+
+    println!();
+    println!(
+        "Against the ceilings measured above: the broker's (broker-alone messages/s / messages per saga) and PostgreSQL's (pgbench commits/s / commits per saga); latency against {HOPS_TO_APPROVED} x the broker hop measured under the same load; lock waits from `pg_stat_activity` sampled every {} ms (mean waiting backends x phase time), deadlocks from `pg_stat_database`:",
+        args.lock_sample_ms
+    );
+    println!();
+    println!(
+        "| orders/s offered | sagas/s | messages/saga | broker ceiling sagas/s (achieved %) | commits/saga | PostgreSQL ceiling sagas/s (achieved %) | p50 / p99 ms vs {HOPS_TO_APPROVED} x hop p50 / p99 ms | lock wait ms/saga (mean waiters) | deadlocks |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &ratios {
+        let broker_ceiling = broker_rate / r.messages_per_saga;
+        let pg = pg_ceiling.map_or("-".to_owned(), |c| {
+            let ceiling = c.commits_per_sec / r.commits_per_saga;
+            format!("{ceiling:.0} ({:.0}%)", 100.0 * r.sagas_per_sec / ceiling)
+        });
+        let latency = match (r.latency, r.hop) {
+            (Some((l50, l99)), Some((h50, h99))) => format!(
+                "{} / {} vs {} / {}",
+                ms(l50),
+                ms(l99),
+                ms(h50 * HOPS_TO_APPROVED),
+                ms(h99 * HOPS_TO_APPROVED)
+            ),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "| {} | {:.0} | {:.2} | {broker_ceiling:.0} ({:.0}%) | {:.2} | {pg} | {latency} | {:.1} ({:.2}) | {} |",
+            r.phase,
+            r.sagas_per_sec,
+            r.messages_per_saga,
+            100.0 * r.sagas_per_sec / broker_ceiling,
+            r.commits_per_saga,
+            r.lock_waits.wait.as_secs_f64() * 1000.0 / r.n as f64,
+            r.lock_waits.mean_waiters,
+            r.deadlocks
+        );
     }
 
     println!();
@@ -272,6 +391,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     suite.stop().await;
     admin.close().await;
     Ok(())
+}
+
+/// One phase's figures against the ceilings.
+struct Ratios {
+    phase: String,
+    sagas_per_sec: f64,
+    messages_per_saga: f64,
+    commits_per_saga: f64,
+    latency: Option<(Duration, Duration)>,
+    hop: Option<(Duration, Duration)>,
+    lock_waits: LockWaits,
+    deadlocks: i64,
+    n: usize,
+}
+
+/// Messages the services have sent so far: outbox rows of every service database (each is
+/// one record produced to the broker).
+async fn messages(suite: &Suite) -> anyhow::Result<i64> {
+    let mut total = 0;
+    for service in Service::ALL.iter() {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(suite.pool(*service))
+            .await?;
+        total += n;
+    }
+    Ok(total)
 }
 
 fn short(s: Service) -> &'static str {
@@ -346,7 +491,9 @@ fn uuids(orders: &[OrderId]) -> Vec<Uuid> {
 }
 
 /// Wait until every order is APPROVED or REJECTED in the event store; fails when none
-/// became final for 60 s (a stall), not on a fixed total time.
+/// became final for 60 s (a stall), not on a fixed total time. Polls every 250 ms: the
+/// figures come from the events' own timestamps, and a tighter poll (2,000 ids each time)
+/// would be load on the order database that the benchmark then counts against the saga.
 async fn wait_final(pool: &PgPool, orders: &[OrderId]) -> anyhow::Result<()> {
     let ids = uuids(orders);
     let count = || async {
@@ -359,16 +506,20 @@ async fn wait_final(pool: &PgPool, orders: &[OrderId]) -> anyhow::Result<()> {
         .await
         .unwrap_or(0)
     };
+    let mut last = (count().await, Instant::now());
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
     loop {
-        let now = count().await;
+        let now = last.0;
         if now >= ids.len() as i64 {
             return Ok(());
         }
-        let moved =
-            saga_testkit::wait_until(Duration::from_secs(60), || async { count().await != now })
-                .await;
+        ticker.tick().await;
+        let now_count = count().await;
+        if now_count != now {
+            last = (now_count, Instant::now());
+        }
         anyhow::ensure!(
-            moved.is_ok(),
+            last.1.elapsed() < Duration::from_secs(60),
             "sagas stalled: {now} of {} final for 60 s",
             ids.len()
         );
