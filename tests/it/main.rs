@@ -5,6 +5,7 @@ mod api;
 mod concurrency;
 mod crash;
 mod duplicates;
+mod fuzz;
 mod group;
 mod live;
 mod paths;

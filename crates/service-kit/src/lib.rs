@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod openapi;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;
