@@ -79,6 +79,7 @@ where
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Money)]
 pub struct MoneyDoc {
+    #[schema(minimum = -9223372036854775808i64, maximum = 9223372036854775807i64)]
     pub amount_minor: i64,
     /// ISO 4217, upper case.
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]

@@ -73,6 +73,7 @@ pub struct SetStock {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustStock {
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
     pub delta: i32,
 }
 

@@ -74,7 +74,7 @@ pub struct SetCredit {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Credit)]
 pub struct CreditDoc {
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 9223372036854775807i64)]
     pub amount_minor: i64,
     /// ISO 4217, upper case.
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
