@@ -279,7 +279,12 @@ pub struct OrderPage {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoneyInput {
-    #[schema(required = true, nullable = false, minimum = 1, maximum = 9223372036854775807i64)]
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 1,
+        maximum = 9223372036854775807i64
+    )]
     pub amount_minor: Option<i64>,
     /// ISO 4217, upper case.
     #[schema(
