@@ -85,3 +85,71 @@ pub struct MoneyDoc {
     #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
     pub currency: String,
 }
+
+/// `#[serde(deserialize_with = ...)]` for integer fields of request bodies: a JSON number
+/// with no fractional part is an integer (`7641.0` is `7641`, as JSON Schema's `integer`
+/// says), so a client whose JSON library writes every number as a float is not refused. A
+/// fraction, or a value out of the field's range, is still a data error (422).
+pub mod integer {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserializer;
+    use serde::de::{Error, Unexpected, Visitor};
+
+    struct Integral<T>(PhantomData<T>);
+
+    impl<T: TryFrom<i64> + TryFrom<u64>> Visitor<'_> for Integral<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "an integer in the range of {}",
+                std::any::type_name::<T>()
+            )
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
+            // i64::MAX as f64 rounds up to 2^63, so the upper bound is exclusive.
+            let integral = v.fract() == 0.0 && v >= i64::MIN as f64 && v < i64::MAX as f64;
+            if !integral {
+                return Err(E::invalid_value(Unexpected::Float(v), &self));
+            }
+            self.visit_i64(v as i64)
+        }
+    }
+
+    pub fn deserialize<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64> + TryFrom<u64>,
+    {
+        d.deserialize_any(Integral(PhantomData))
+    }
+
+    /// The same for an `Option` field (`#[serde(default, with = "integer::option")]`).
+    pub mod option {
+        use serde::{Deserialize, Deserializer};
+
+        pub fn deserialize<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+        where
+            D: Deserializer<'de>,
+            T: TryFrom<i64> + TryFrom<u64>,
+        {
+            #[derive(Deserialize)]
+            struct Wrapped<T: TryFrom<i64> + TryFrom<u64>>(
+                #[serde(deserialize_with = "super::deserialize")] T,
+            );
+            Ok(Option::<Wrapped<T>>::deserialize(d)?.map(|Wrapped(v)| v))
+        }
+    }
+}

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use saga_contracts::ids::{IdError, Sku};
 use saga_service_kit::auth::AdminAuth;
-use saga_service_kit::openapi::{self, AdminSecurity, FieldErrorDoc, ProblemDoc};
+use saga_service_kit::openapi::{self, AdminSecurity, FieldErrorDoc, ProblemDoc, integer};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -66,6 +66,7 @@ impl IntoResponse for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
     #[schema(minimum = 0, maximum = 2147483647)]
+    #[serde(deserialize_with = "integer::deserialize")]
     pub available: i64,
 }
 
@@ -74,6 +75,7 @@ pub struct SetStock {
 #[serde(deny_unknown_fields)]
 pub struct AdjustStock {
     #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(deserialize_with = "integer::deserialize")]
     pub delta: i32,
 }
 

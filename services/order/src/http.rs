@@ -285,6 +285,10 @@ pub struct MoneyInput {
         minimum = 1,
         maximum = 9223372036854775807i64
     )]
+    #[serde(
+        default,
+        deserialize_with = "saga_service_kit::openapi::integer::option::deserialize"
+    )]
     pub amount_minor: Option<i64>,
     /// ISO 4217, upper case.
     #[schema(

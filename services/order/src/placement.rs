@@ -52,6 +52,10 @@ pub struct ItemRequest {
         required = true,
         nullable = false
     )]
+    #[serde(
+        default,
+        deserialize_with = "saga_service_kit::openapi::integer::option::deserialize"
+    )]
     pub quantity: Option<i64>,
 }
 

@@ -8,7 +8,9 @@ use axum::routing::{get, post, put};
 use saga_contracts::Money;
 use saga_contracts::ids::{CustomerId, IdError};
 use saga_service_kit::auth::AdminAuth;
-use saga_service_kit::openapi::{self, AdminSecurity, FieldErrorDoc, MoneyDoc, ProblemDoc};
+use saga_service_kit::openapi::{
+    self, AdminSecurity, FieldErrorDoc, MoneyDoc, ProblemDoc, integer,
+};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -67,7 +69,26 @@ impl IntoResponse for ApiError {
 #[serde(deny_unknown_fields)]
 pub struct SetCredit {
     #[schema(value_type = CreditDoc)]
+    #[serde(deserialize_with = "money")]
     pub credit: Money,
+}
+
+/// [`Money`] as a request carries it: `amount_minor` may be written as an integral float.
+fn money<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+    #[derive(Deserialize)]
+    struct Input {
+        #[serde(deserialize_with = "integer::deserialize")]
+        amount_minor: i64,
+        currency: saga_contracts::Currency,
+    }
+    let Input {
+        amount_minor,
+        currency,
+    } = Input::deserialize(d)?;
+    Ok(Money {
+        amount_minor,
+        currency,
+    })
 }
 
 /// Credit to set: not negative.
@@ -86,6 +107,7 @@ pub struct CreditDoc {
 #[serde(deny_unknown_fields)]
 pub struct AdjustCredit {
     #[schema(value_type = MoneyDoc)]
+    #[serde(deserialize_with = "money")]
     pub delta: Money,
 }
 
