@@ -42,7 +42,8 @@ async fn every_service_answers_as_its_openapi_document_says() {
 
 /// What schemathesis found wrong in the order document once, checked on every document
 /// without a stack: admin operations name the bearer scheme and document 401 and 403, a JSON
-/// body documents 415, and every request body refuses unknown properties as its server does.
+/// body documents 415, every request body refuses unknown properties as its server does, and
+/// no parameter is nullable.
 #[test]
 fn every_document_states_auth_content_type_and_closed_bodies() {
     use utoipa::OpenApi;
@@ -63,6 +64,15 @@ fn every_document_states_auth_content_type_and_closed_bodies() {
             for (method, op) in item.as_object().unwrap() {
                 let at = format!("{service} {method} {path}");
                 let responses = op["responses"].as_object().unwrap();
+                // A client cannot send null in a path, query or header: "null" is text.
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    let ty = &param["schema"]["type"];
+                    assert!(
+                        !ty.as_array().is_some_and(|t| t.contains(&"null".into())),
+                        "{at}: parameter {} is nullable",
+                        param["name"]
+                    );
+                }
                 if op.get("security").is_some() {
                     assert_eq!(
                         op["security"][0]["admin_token"],

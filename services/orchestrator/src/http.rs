@@ -349,11 +349,11 @@ pub struct SagaPage {
 /// Sagas by saga id, optionally only those in a state or stuck at a step.
 #[utoipa::path(get, path = "/sagas",
     params(
-        ("state" = Option<String>, Query, pattern = "^(running|compensating|aborting|completed|aborted|incident)$"),
-        ("stuck_for" = Option<String>, Query, pattern = "^[0-9]+(ms|s|m|h|d)?$",
+        ("state" = Option<String>, Query, nullable = false, pattern = "^(running|compensating|aborting|completed|aborted|incident)$"),
+        ("stuck_for" = Option<String>, Query, nullable = false, pattern = "^[0-9]+(ms|s|m|h|d)?$",
             description = "only sagas not finished and at the same step for at least this long (60s, 5m, 2h, 1d; a plain number is seconds)"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "default 50"),
-        ("after" = Option<Uuid>, Query, description = "next_after of the previous page"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 500, description = "default 50"),
+        ("after" = Option<Uuid>, Query, nullable = false, description = "next_after of the previous page"),
     ),
     responses(
         (status = 200, body = SagaPage),

@@ -344,7 +344,7 @@ pub struct FieldErrorView {
 
 /// Place an order. Prices come from the catalog; the total is snapshotted into the order.
 #[utoipa::path(post, path = "/orders", request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$",
         description = "1 to 255 visible ASCII characters, no spaces. Same key + same body: the same order; same key + other body: 422")),
     responses(
         (status = 202, body = PlacedOrder, description = "accepted; Location and X-Consistency-Token headers set"),
@@ -402,7 +402,7 @@ fn parse_order_id(raw: &str) -> Result<OrderId, Problem> {
 /// The current order (fold of its events, so always up to date), or with `as_of` the
 /// order as it was at that time (events replayed up to it).
 #[utoipa::path(get, path = "/orders/{id}",
-    params(("id" = String, Path, format = Uuid), ("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 instant")),
+    params(("id" = String, Path, format = Uuid), ("as_of" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 instant")),
     responses(
         (status = 200, body = OrderView),
         (status = 400, body = ProblemView, content_type = "application/problem+json"),
@@ -480,7 +480,7 @@ const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// stream ends once the order is APPROVED or REJECTED.
 #[utoipa::path(get, path = "/orders/{id}/stream",
     params(("id" = String, Path, format = Uuid),
-        ("Last-Event-ID" = Option<i64>, Header, description = "the id of the last event received")),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "the id of the last event received")),
     responses(
         (status = 200, content_type = "text/event-stream", description = "`event: order`, `id: <consistency token>`, `data: OrderView`"),
         (status = 400, body = ProblemView, content_type = "application/problem+json"),
@@ -545,9 +545,9 @@ struct ListQuery {
     params(
         ("customer_id" = String, Query, max_length = 128,
             pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$"),
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "default 20"),
-        ("after" = Option<String>, Query, format = Uuid, description = "next_after of the previous page"),
-        ("consistency_token" = Option<i64>, Query, description = "a token returned by POST /orders (400 for one this service did not issue)"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 100, description = "default 20"),
+        ("after" = Option<String>, Query, nullable = false, format = Uuid, description = "next_after of the previous page"),
+        ("consistency_token" = Option<i64>, Query, nullable = false, description = "a token returned by POST /orders (400 for one this service did not issue)"),
         ("X-Consistency-Token" = Option<i64>, Header),
     ),
     responses(
