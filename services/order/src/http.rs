@@ -548,7 +548,7 @@ struct ListQuery {
         ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 100, description = "default 20"),
         ("after" = Option<String>, Query, nullable = false, format = Uuid, description = "next_after of the previous page"),
         ("consistency_token" = Option<i64>, Query, nullable = false, description = "a token returned by POST /orders (400 for one this service did not issue)"),
-        ("X-Consistency-Token" = Option<i64>, Header),
+        ("X-Consistency-Token" = Option<i64>, Header, nullable = false),
     ),
     responses(
         (status = 200, body = OrderPage),
