@@ -3,11 +3,13 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod crash;
 mod duplicates;
 mod fuzz;
 mod group;
 mod live;
+mod monitoring;
 mod paths;
 mod soak;
 mod support;
