@@ -6,6 +6,7 @@ mod concurrency;
 mod console;
 mod crash;
 mod duplicates;
+mod fuzz;
 mod group;
 mod live;
 mod monitoring;

@@ -7,6 +7,7 @@
 //! group name carries the suite's prefix, every database is new.
 
 mod duplicate;
+pub mod fuzz;
 mod process;
 mod services;
 pub mod soak;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod logs;
+pub mod openapi;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;

@@ -7,9 +7,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use saga_contracts::ids::{IdError, Sku};
 use saga_service_kit::auth::AdminAuth;
+use saga_service_kit::openapi::{self, AdminSecurity, FieldErrorDoc, ProblemDoc, integer};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::stock::{self, InventoryError, StockLevel};
 
@@ -27,6 +29,8 @@ pub enum ApiError {
         removing: i32,
         available: i32,
     },
+    #[error("adding {adding} to SKU {sku} would take it above {max} available", max = i32::MAX)]
+    WouldOverflow { sku: Sku, adding: i32 },
     #[error("no stock recorded for SKU {0}")]
     UnknownSku(Sku),
     #[error(transparent)]
@@ -44,7 +48,9 @@ impl IntoResponse for ApiError {
             ApiError::InvalidAvailable(_) => Problem::unprocessable(self.to_string())
                 .with_field_error("available", self.to_string()),
             ApiError::UnknownSku(_) => Problem::not_found(self.to_string()),
-            ApiError::WouldGoNegative { .. } => Problem::conflict(self.to_string()),
+            ApiError::WouldGoNegative { .. } | ApiError::WouldOverflow { .. } => {
+                Problem::conflict(self.to_string())
+            }
             ApiError::Inventory(_) | ApiError::Database(_) => {
                 // The cause stays in the log (inside the request span); the client gets none.
                 tracing::error!(error = %self, "admin request failed");
@@ -55,20 +61,25 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `PUT /stock/{sku}`: the available quantity (reserved stock is left alone).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStock {
+    #[schema(minimum = 0, maximum = 2147483647)]
+    #[serde(deserialize_with = "integer::deserialize")]
     pub available: i64,
 }
 
 /// `POST /stock/{sku}/adjustments`: add (or, negative, remove) units.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustStock {
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    #[serde(deserialize_with = "integer::deserialize")]
     pub delta: i32,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct StockBody {
     pub sku: String,
     pub available: i32,
@@ -85,11 +96,26 @@ impl From<StockLevel> for StockBody {
     }
 }
 
+/// The document at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "inventory-service",
+        description = "Stock per SKU. The saga reserves and releases stock over Kafka; this \
+                       API reads stock and, with the admin token, sets or adjusts it."
+    ),
+    paths(get_stock, put_stock, adjust_stock),
+    components(schemas(SetStock, AdjustStock, StockBody, ProblemDoc, FieldErrorDoc)),
+    modifiers(&AdminSecurity)
+)]
+pub struct ApiDoc;
+
 /// Reads open, changes behind the admin token.
 pub fn router(pool: PgPool, admin: &AdminAuth) -> Router {
     Router::new()
         .route("/stock/{sku}", get(get_stock))
         .merge(admin.protect(admin_routes()))
+        .merge(openapi::router(ApiDoc::openapi()))
         .with_state(pool)
 }
 
@@ -102,6 +128,17 @@ pub fn admin_routes() -> Router<PgPool> {
 
 /// Adjusts by a delta, so concurrent reservations are never overwritten (`PUT` sets a total
 /// and is meant for seeding).
+#[utoipa::path(post, path = "/stock/{sku}/adjustments", params(("sku" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,64}$", description = "1-64 of A-Z a-z 0-9 . _ -")),
+    request_body = AdjustStock, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = StockBody, description = "the stock after the adjustment"),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "invalid SKU, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 409, body = ProblemDoc, content_type = "application/problem+json", description = "the delta would take available below zero or above 2^31-1"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+    ))]
 async fn adjust_stock(
     State(pool): State<PgPool>,
     ProblemPath(sku): ProblemPath<String>,
@@ -119,9 +156,24 @@ async fn adjust_stock(
             removing: body.delta.saturating_neg(),
             available: level.available,
         }),
+        stock::Adjusted::WouldOverflow(_) => Err(ApiError::WouldOverflow {
+            sku,
+            adding: body.delta,
+        }),
     }
 }
 
+/// Sets the available quantity of a SKU (seeding; use adjustments while orders run).
+#[utoipa::path(put, path = "/stock/{sku}", params(("sku" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,64}$", description = "1-64 of A-Z a-z 0-9 . _ -")),
+    request_body = SetStock, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = StockBody),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "invalid SKU, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+    ))]
 async fn put_stock(
     State(pool): State<PgPool>,
     ProblemPath(sku): ProblemPath<String>,
@@ -139,6 +191,13 @@ async fn put_stock(
     Ok(ProblemJson(level.into()))
 }
 
+/// A SKU's available and reserved stock.
+#[utoipa::path(get, path = "/stock/{sku}", params(("sku" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,64}$", description = "1-64 of A-Z a-z 0-9 . _ -")),
+    responses(
+        (status = 200, body = StockBody),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "invalid SKU"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no stock recorded for the SKU"),
+    ))]
 async fn get_stock(
     State(pool): State<PgPool>,
     ProblemPath(sku): ProblemPath<String>,

@@ -10,16 +10,36 @@ use std::collections::BTreeMap;
 use saga_contracts::StockLine;
 use saga_contracts::ids::{OrderId, ReservationId, Sku};
 use saga_contracts::messages::inventory::Shortage;
+use saga_ledger::{Ledger, ledger_status};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
+
+ledger_status! {
+    /// Where an order's reservation stands (`reservations.status`).
+    pub enum ReservationStatus {
+        /// Claimed by a ReserveStock still deciding (inside its transaction).
+        Pending = "pending",
+        Reserved = "reserved",
+        /// Refused for lack of stock; the shortages are recorded.
+        Unavailable = "unavailable",
+        /// Reserved, then given back.
+        Released = "released",
+        /// A ReleaseStock came before any ReserveStock.
+        Tombstone = "tombstone",
+    }
+    pending = Pending, tombstone = Tombstone
+}
+
+/// One row per order: the outcome of its first command.
+const RESERVATIONS: Ledger<ReservationStatus> = Ledger::new("reservations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
     #[error("quantity for SKU {sku} must be between 1 and {max}, got {quantity}", max = i32::MAX)]
     InvalidQuantity { sku: Sku, quantity: i64 },
     #[error("reservation of order {0} is in an unexpected state {1:?}")]
-    CorruptState(OrderId, String),
+    CorruptState(OrderId, ReservationStatus),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -76,6 +96,8 @@ pub enum Adjusted {
     /// The delta would take `available` below zero (stock already reserved cannot be taken
     /// back); nothing changed.
     WouldGoNegative(StockLevel),
+    /// The delta would take `available` above `i32::MAX`; nothing changed.
+    WouldOverflow(StockLevel),
 }
 
 /// Adds `delta` (negative: removes) to the available quantity of `sku` (admin), creating the
@@ -90,7 +112,7 @@ pub async fn adjust_stock(
     let applied: Option<(i32, i32)> = sqlx::query_as(
         "INSERT INTO stock (sku, available) SELECT $1, $2 WHERE $2 >= 0
          ON CONFLICT (sku) DO UPDATE SET available = stock.available + $2, updated_at = now()
-             WHERE stock.available + $2 >= 0
+             WHERE stock.available::int8 + $2 BETWEEN 0 AND 2147483647
          RETURNING available, reserved",
     )
     .bind(sku.as_str())
@@ -103,13 +125,18 @@ pub async fn adjust_stock(
             available,
             reserved,
         })),
-        None => Ok(Adjusted::WouldGoNegative(
-            stock_level(conn, sku).await?.unwrap_or(StockLevel {
+        None => {
+            let level = stock_level(conn, sku).await?.unwrap_or(StockLevel {
                 sku: sku.clone(),
                 available: 0,
                 reserved: 0,
-            }),
-        )),
+            });
+            Ok(if delta < 0 {
+                Adjusted::WouldGoNegative(level)
+            } else {
+                Adjusted::WouldOverflow(level)
+            })
+        }
     }
 }
 
@@ -162,16 +189,7 @@ pub async fn reserve(
 
     // Claim the order first: a concurrent command for the same order blocks here until this
     // transaction ends, then sees the outcome instead of reserving a second time.
-    let claimed = sqlx::query(
-        "INSERT INTO reservations (order_id, status) VALUES ($1, 'pending')
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
+    if !RESERVATIONS.claim(conn, order_id).await? {
         return previous_reserve_outcome(conn, order_id).await;
     }
 
@@ -198,11 +216,12 @@ pub async fn reserve(
 
     if !shortages.is_empty() {
         sqlx::query(
-            "UPDATE reservations SET status = 'unavailable', shortages = $2, updated_at = now()
+            "UPDATE reservations SET status = $3, shortages = $2, updated_at = now()
              WHERE order_id = $1",
         )
         .bind(order_id.as_uuid())
         .bind(Json(&shortages))
+        .bind(ReservationStatus::Unavailable)
         .execute(&mut *conn)
         .await?;
         tracing::info!(short = shortages.len(), "stock unavailable");
@@ -230,11 +249,12 @@ pub async fn reserve(
     .await?;
     let reservation_id = ReservationId::new();
     sqlx::query(
-        "UPDATE reservations SET status = 'reserved', reservation_id = $2, updated_at = now()
+        "UPDATE reservations SET status = $3, reservation_id = $2, updated_at = now()
          WHERE order_id = $1",
     )
     .bind(order_id.as_uuid())
     .bind(reservation_id.as_uuid())
+    .bind(ReservationStatus::Reserved)
     .execute(&mut *conn)
     .await?;
     tracing::info!(%reservation_id, lines = skus.len(), "stock reserved");
@@ -248,31 +268,21 @@ pub async fn release(
     order_id: OrderId,
 ) -> Result<Released, InventoryError> {
     // Nothing known about the order: leave a tombstone so a late ReserveStock is refused.
-    let tombstoned = sqlx::query(
-        "INSERT INTO reservations (order_id, status) VALUES ($1, 'tombstone')
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if tombstoned {
+    if RESERVATIONS.tombstone_unless_known(conn, order_id).await? {
         tracing::info!("release before any reservation: tombstone recorded");
         return Ok(false);
     }
 
-    let (status,): (String,) =
-        sqlx::query_as("SELECT status FROM reservations WHERE order_id = $1 FOR UPDATE")
-            .bind(order_id.as_uuid())
-            .fetch_one(&mut *conn)
-            .await?;
-    match status.as_str() {
-        "reserved" => {}
+    let status = RESERVATIONS
+        .status_for_update(conn, order_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    match status {
+        ReservationStatus::Reserved => {}
         // Already given back: same answer, nothing changes.
-        "released" => return Ok(true),
-        "unavailable" | "tombstone" => return Ok(false),
-        _ => return Err(InventoryError::CorruptState(order_id, status)),
+        ReservationStatus::Released => return Ok(true),
+        ReservationStatus::Unavailable | ReservationStatus::Tombstone => return Ok(false),
+        ReservationStatus::Pending => return Err(InventoryError::CorruptState(order_id, status)),
     }
 
     // Same lock order as `reserve`, so a release never deadlocks against a reservation.
@@ -291,12 +301,9 @@ pub async fn release(
     .bind(order_id.as_uuid())
     .execute(&mut *conn)
     .await?;
-    sqlx::query(
-        "UPDATE reservations SET status = 'released', updated_at = now() WHERE order_id = $1",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?;
+    RESERVATIONS
+        .set_status(conn, order_id, ReservationStatus::Released)
+        .await?;
     tracing::info!("stock released");
     Ok(true)
 }
@@ -305,20 +312,24 @@ async fn previous_reserve_outcome(
     conn: &mut PgConnection,
     order_id: OrderId,
 ) -> Result<ReserveOutcome, InventoryError> {
-    let (status, reservation_id, shortages): (String, Option<Uuid>, Option<Json<Vec<Shortage>>>) =
-        sqlx::query_as(
-            "SELECT status, reservation_id, shortages FROM reservations WHERE order_id = $1",
-        )
-        .bind(order_id.as_uuid())
-        .fetch_one(&mut *conn)
-        .await?;
+    type Row = (ReservationStatus, Option<Uuid>, Option<Json<Vec<Shortage>>>);
+    let (status, reservation_id, shortages): Row = sqlx::query_as(
+        "SELECT status, reservation_id, shortages FROM reservations WHERE order_id = $1",
+    )
+    .bind(order_id.as_uuid())
+    .fetch_one(&mut *conn)
+    .await?;
     tracing::info!(%status, "duplicate ReserveStock answered from the recorded outcome");
-    match (status.as_str(), reservation_id, shortages) {
+    match (status, reservation_id, shortages) {
         // A reservation released since still answers as reserved: the reply a duplicate
         // command gets must not depend on what happened in between.
-        ("reserved" | "released", Some(id), _) => Ok(ReserveOutcome::Reserved(id.into())),
-        ("unavailable", _, Some(Json(shortages))) => Ok(ReserveOutcome::Unavailable(shortages)),
-        ("tombstone", _, _) => Ok(ReserveOutcome::AlreadyReleased),
+        (ReservationStatus::Reserved | ReservationStatus::Released, Some(id), _) => {
+            Ok(ReserveOutcome::Reserved(id.into()))
+        }
+        (ReservationStatus::Unavailable, _, Some(Json(shortages))) => {
+            Ok(ReserveOutcome::Unavailable(shortages))
+        }
+        (ReservationStatus::Tombstone, _, _) => Ok(ReserveOutcome::AlreadyReleased),
         _ => Err(InventoryError::CorruptState(order_id, status)),
     }
 }

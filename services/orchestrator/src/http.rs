@@ -7,9 +7,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use saga_service_kit::openapi::{self, AdminSecurity, FieldErrorDoc, ProblemDoc};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath, ProblemQuery};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::engine::Status;
@@ -18,6 +20,8 @@ use crate::store::{self, IncidentRow, SagaRow, StoreError, TransitionRow};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
+/// Longer than any saga lives; `now()` minus much more is out of PostgreSQL's range.
+const MAX_STUCK_FOR: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -69,10 +73,35 @@ impl axum::response::IntoResponse for ApiError {
     }
 }
 
+/// The document at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "orchestrator",
+        description = "The order saga's state: each saga's summary and timeline, sagas by state \
+                       or stuck at a step, and (with the admin token) the operator actions \
+                       that resolve a saga that cannot finish by itself."
+    ),
+    paths(list_sagas, get_saga, retry_saga, skip_saga, abort_saga),
+    components(schemas(
+        SagaSummary,
+        SagaDetail,
+        SagaPage,
+        ActionRequest,
+        IncidentRow,
+        TransitionRow,
+        ProblemDoc,
+        FieldErrorDoc
+    )),
+    modifiers(&AdminSecurity)
+)]
+pub struct ApiDoc;
+
 pub fn router(pool: PgPool) -> Router {
     Router::new()
         .route("/sagas", get(list_sagas))
         .route("/sagas/{id}", get(get_saga))
+        .merge(openapi::router(ApiDoc::openapi()))
         .with_state(pool)
 }
 
@@ -92,11 +121,12 @@ struct AdminState {
     runner: SagaRunner,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SagaSummary {
     pub saga_id: Uuid,
     pub order_id: Uuid,
     pub saga_type: String,
+    #[schema(pattern = "^(running|compensating|aborting|completed|aborted|incident)$")]
     pub state: String,
     pub current_step: Option<String>,
     pub completed_steps: Vec<String>,
@@ -137,16 +167,25 @@ impl From<&SagaRow> for SagaSummary {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SagaDetail {
     #[serde(flatten)]
     pub summary: SagaSummary,
+    /// The saga's data (the order it carries out and what the steps recorded).
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     /// The open incident, or the last resolved one; null when the saga never had one.
     pub incident: Option<IncidentRow>,
     pub timeline: Vec<TransitionRow>,
 }
 
+/// A saga's summary, data, incident and timeline.
+#[utoipa::path(get, path = "/sagas/{id}", params(("id" = Uuid, Path, description = "saga id or order id")),
+    responses(
+        (status = 200, body = SagaDetail),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "not a UUID"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no saga with this saga id or order id"),
+    ))]
 #[tracing::instrument(skip(pool))]
 async fn get_saga(
     State(pool): State<PgPool>,
@@ -170,10 +209,15 @@ async fn detail(pool: &PgPool, row: SagaRow) -> Result<SagaDetail, ApiError> {
 }
 
 /// Body of an operator action.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// Why: recorded in the saga's timeline and on the incident. Required, not blank.
+    #[schema(
+        min_length = 1,
+        pattern = r"\S",
+        example = "stock corrected by hand, ticket OPS-12"
+    )]
     pub reason: String,
 }
 
@@ -194,6 +238,20 @@ async fn act(
     detail(&state.pool, row).await.map(ProblemJson)
 }
 
+/// Re-sends the pending command and resets its attempts (an incident, or a running or
+/// compensating saga waiting on a reply).
+#[utoipa::path(post, path = "/sagas/{id}/retry", params(("id" = Uuid, Path, description = "saga id or order id")),
+    request_body = ActionRequest, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = SagaDetail, description = "the saga after the action; the timeline records it with the reason"),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "not a UUID, a blank reason, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no saga with this saga id or order id"),
+        (status = 409, body = ProblemDoc, content_type = "application/problem+json", description = "the action does not apply to the saga's state (e.g. finished)"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+    ))]
 #[tracing::instrument(skip(state, req))]
 async fn retry_saga(
     State(state): State<AdminState>,
@@ -203,6 +261,19 @@ async fn retry_saga(
     act(state, id, OperatorAction::Retry, req).await
 }
 
+/// Marks the pending undo as done by hand (an incident while compensating) and goes on.
+#[utoipa::path(post, path = "/sagas/{id}/skip", params(("id" = Uuid, Path, description = "saga id or order id")),
+    request_body = ActionRequest, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = SagaDetail, description = "the saga after the action; the timeline records it with the reason"),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "not a UUID, a blank reason, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no saga with this saga id or order id"),
+        (status = 409, body = ProblemDoc, content_type = "application/problem+json", description = "the saga has no pending undo to skip"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+    ))]
 #[tracing::instrument(skip(state, req))]
 async fn skip_saga(
     State(state): State<AdminState>,
@@ -212,6 +283,19 @@ async fn skip_saga(
     act(state, id, OperatorAction::Skip, req).await
 }
 
+/// Compensates now: undoes the completed steps of a running saga (or an incident).
+#[utoipa::path(post, path = "/sagas/{id}/abort", params(("id" = Uuid, Path, description = "saga id or order id")),
+    request_body = ActionRequest, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = SagaDetail, description = "the saga after the action; the timeline records it with the reason"),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "not a UUID, a blank reason, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no saga with this saga id or order id"),
+        (status = 409, body = ProblemDoc, content_type = "application/problem+json", description = "the saga is not running (already compensating or finished)"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+    ))]
 #[tracing::instrument(skip(state, req))]
 async fn abort_saga(
     State(state): State<AdminState>,
@@ -221,14 +305,18 @@ async fn abort_saga(
     act(state, id, OperatorAction::Abort, req).await
 }
 
-/// `60s`, `5m`, `2h`, `1d`, `250ms` or a plain number of seconds.
+/// `60s`, `5m`, `2h`, `1d`, `250ms` or a plain number of seconds (`^[0-9]+(ms|s|m|h|d)?$`,
+/// as the OpenAPI document says). Too many digits for a u64 saturate: no saga waits that long
+/// either way.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 60s, 5m, 2h)"))?;
+    if num.is_empty() {
+        return Err(format!(
+            "invalid duration {s:?} (expected e.g. 60s, 5m, 2h)"
+        ));
+    }
+    let n: u64 = num.parse().unwrap_or(u64::MAX);
     let ms = match unit {
         "ms" => n,
         "" | "s" => n.saturating_mul(1000),
@@ -251,13 +339,26 @@ struct ListQuery {
     after: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SagaPage {
     pub items: Vec<SagaSummary>,
     /// Pass as `after` for the next page; absent on the last page.
     pub next_after: Option<Uuid>,
 }
 
+/// Sagas by saga id, optionally only those in a state or stuck at a step.
+#[utoipa::path(get, path = "/sagas",
+    params(
+        ("state" = Option<String>, Query, nullable = false, pattern = "^(running|compensating|aborting|completed|aborted|incident)$"),
+        ("stuck_for" = Option<String>, Query, nullable = false, pattern = "^[0-9]+(ms|s|m|h|d)?$",
+            description = "only sagas not finished and at the same step for at least this long (60s, 5m, 2h, 1d; a plain number is seconds)"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 500, description = "default 50"),
+        ("after" = Option<Uuid>, Query, nullable = false, description = "next_after of the previous page"),
+    ),
+    responses(
+        (status = 200, body = SagaPage),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "an invalid or unknown query parameter"),
+    ))]
 #[tracing::instrument(skip(pool))]
 async fn list_sagas(
     State(pool): State<PgPool>,
@@ -274,8 +375,9 @@ async fn list_sagas(
         .as_deref()
         .map(parse_duration)
         .transpose()
-        .map_err(ApiError::BadRequest)?
-        .map(|d| d.as_secs_f64());
+        .map_err(ApiError::BadRequest)?;
+    // Clamped: beyond it PostgreSQL's timestamp arithmetic overflows, and no saga is older.
+    let stuck_for = stuck_for.map(|d| d.min(MAX_STUCK_FOR).as_secs_f64());
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!(

@@ -306,7 +306,7 @@ pub async fn insert_transition(
 }
 
 /// One row of `saga_transitions`, as read for the API.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TransitionRow {
     pub seq: i32,
     pub outcome: String,
@@ -316,6 +316,7 @@ pub struct TransitionRow {
     pub to_step: Option<String>,
     pub caused_by_message_id: Option<Uuid>,
     pub caused_by_type: String,
+    #[schema(value_type = Vec<Object>)]
     pub commands: serde_json::Value,
     pub detail: Option<String>,
     pub at: DateTime<Utc>,
@@ -460,7 +461,7 @@ pub async fn open_incident(
 }
 
 /// One row of `saga_incidents`.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct IncidentRow {
     pub incident_id: Uuid,
     pub cause: String,
@@ -469,6 +470,7 @@ pub struct IncidentRow {
     pub command: Option<String>,
     pub error: String,
     pub attempts: i32,
+    #[schema(value_type = Option<Object>)]
     pub dead_letter: Option<serde_json::Value>,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,

@@ -11,6 +11,7 @@ use axum::routing::{get, post, put};
 use chrono::{DateTime, Utc};
 use saga_contracts::ids::{CustomerId, OrderId, Sku};
 use saga_contracts::{Currency, Money};
+use saga_service_kit::openapi::AdminSecurity;
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -81,7 +82,8 @@ pub fn admin_routes(orders: Orders) -> Router {
         RebuildReport,
         ProblemView,
         FieldErrorView
-    ))
+    )),
+    modifiers(&AdminSecurity)
 )]
 pub struct ApiDoc;
 
@@ -272,14 +274,36 @@ pub struct OrderPage {
     pub next_after: Option<String>,
 }
 
+/// A unit price: positive (payment declines every amount <= 0, so a free item could never
+/// be sold).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MoneyInput {
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 1,
+        maximum = 9223372036854775807i64
+    )]
+    #[serde(
+        default,
+        deserialize_with = "saga_service_kit::openapi::integer::option::deserialize"
+    )]
     pub amount_minor: Option<i64>,
+    /// ISO 4217, upper case.
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^[A-Z]{3}$",
+        example = "EUR"
+    )]
     pub currency: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PriceRequest {
+    #[schema(required = true, nullable = false)]
     pub unit_price: Option<MoneyInput>,
 }
 
@@ -320,12 +344,13 @@ pub struct FieldErrorView {
 
 /// Place an order. Prices come from the catalog; the total is snapshotted into the order.
 #[utoipa::path(post, path = "/orders", request_body = PlaceOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "same key + same body: the same order; same key + other body: 422")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = "^[!-~]{1,255}$",
+        description = "1 to 255 visible ASCII characters, no spaces. Same key + same body: the same order; same key + other body: 422")),
     responses(
         (status = 202, body = PlacedOrder, description = "accepted; Location and X-Consistency-Token headers set"),
-        (status = 400, body = ProblemView, content_type = "application/problem+json"),
-        (status = 415, body = ProblemView, content_type = "application/problem+json"),
-        (status = 422, body = ProblemView, content_type = "application/problem+json"),
+        (status = 400, body = ProblemView, content_type = "application/problem+json", description = "a body that is not JSON, or an invalid Idempotency-Key"),
+        (status = 415, body = ProblemView, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemView, content_type = "application/problem+json", description = "the body does not match the schema, names an unknown SKU, or reuses an Idempotency-Key with another body"),
     ))]
 #[tracing::instrument(skip_all, fields(order_id = tracing::field::Empty))]
 async fn place_order(
@@ -336,12 +361,15 @@ async fn place_order(
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,
         Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() && k.len() <= 255 => Some(k.to_owned()),
+            // Visible ASCII without spaces, as the document says.
+            Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(k.to_owned())
+            }
             _ => {
                 return Err(field_problem(
                     StatusCode::BAD_REQUEST,
                     "Idempotency-Key",
-                    "must be 1 to 255 visible ASCII characters",
+                    "must be 1 to 255 visible ASCII characters, no spaces",
                 ));
             }
         },
@@ -374,7 +402,7 @@ fn parse_order_id(raw: &str) -> Result<OrderId, Problem> {
 /// The current order (fold of its events, so always up to date), or with `as_of` the
 /// order as it was at that time (events replayed up to it).
 #[utoipa::path(get, path = "/orders/{id}",
-    params(("id" = String, Path), ("as_of" = Option<String>, Query, description = "RFC 3339 instant")),
+    params(("id" = String, Path, format = Uuid), ("as_of" = Option<String>, Query, nullable = false, format = DateTime, description = "RFC 3339 instant")),
     responses(
         (status = 200, body = OrderView),
         (status = 400, body = ProblemView, content_type = "application/problem+json"),
@@ -412,7 +440,7 @@ async fn get_order(
 }
 
 /// The order's event history, oldest first.
-#[utoipa::path(get, path = "/orders/{id}/events", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/orders/{id}/events", params(("id" = String, Path, format = Uuid)),
     responses(
         (status = 200, body = EventHistory),
         (status = 404, body = ProblemView, content_type = "application/problem+json"),
@@ -451,8 +479,8 @@ const STREAM_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// `id` is the consistency token, so a reconnect with `Last-Event-ID` resumes after it. The
 /// stream ends once the order is APPROVED or REJECTED.
 #[utoipa::path(get, path = "/orders/{id}/stream",
-    params(("id" = String, Path),
-        ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event received")),
+    params(("id" = String, Path, format = Uuid),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, description = "the id of the last event received")),
     responses(
         (status = 200, content_type = "text/event-stream", description = "`event: order`, `id: <consistency token>`, `data: OrderView`"),
         (status = 400, body = ProblemView, content_type = "application/problem+json"),
@@ -515,11 +543,12 @@ struct ListQuery {
 /// `X-Consistency-Token` header) the answer includes that write, or 503 after a bounded wait.
 #[utoipa::path(get, path = "/orders",
     params(
-        ("customer_id" = String, Query),
-        ("limit" = Option<i64>, Query, description = "1..=100, default 20"),
-        ("after" = Option<String>, Query, description = "next_after of the previous page"),
-        ("consistency_token" = Option<String>, Query),
-        ("X-Consistency-Token" = Option<String>, Header),
+        ("customer_id" = String, Query, max_length = 128,
+            pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$"),
+        ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 100, description = "default 20"),
+        ("after" = Option<String>, Query, nullable = false, format = Uuid, description = "next_after of the previous page"),
+        ("consistency_token" = Option<i64>, Query, nullable = false, description = "a token returned by POST /orders (400 for one this service did not issue)"),
+        ("X-Consistency-Token" = Option<i64>, Header, nullable = false),
     ),
     responses(
         (status = 200, body = OrderPage),
@@ -592,10 +621,16 @@ async fn list_catalog(State(orders): State<Orders>) -> Result<axum::Json<Catalog
 }
 
 /// Set a SKU's unit price (admin). Orders already placed keep their snapshotted prices.
-#[utoipa::path(put, path = "/catalog/{sku}", params(("sku" = String, Path)), request_body = PriceRequest,
+#[utoipa::path(put, path = "/catalog/{sku}",
+    params(("sku" = String, Path, pattern = r"^[A-Za-z0-9._-]{1,64}$")),
+    request_body = PriceRequest, security(("admin_token" = [])),
     responses(
         (status = 200, body = CatalogItem),
-        (status = 422, body = ProblemView, content_type = "application/problem+json"),
+        (status = 400, body = ProblemView, content_type = "application/problem+json", description = "a body that is not JSON"),
+        (status = 401, body = ProblemView, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemView, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 415, body = ProblemView, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemView, content_type = "application/problem+json", description = "an invalid SKU, or a body that does not match the schema"),
     ))]
 #[tracing::instrument(skip_all, fields(sku = %sku))]
 async fn put_price(
@@ -660,7 +695,12 @@ fn fe(field: &str, message: impl Into<String>) -> FieldError {
 
 /// Replay: rebuild the `order_summaries` read model from the event log.
 #[utoipa::path(post, path = "/admin/projections/order_summaries/rebuild",
-    responses((status = 200, body = RebuildReport)))]
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, body = RebuildReport),
+        (status = 401, body = ProblemView, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemView, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+    ))]
 #[tracing::instrument(skip_all)]
 async fn rebuild(State(orders): State<Orders>) -> Result<axum::Json<RebuildReport>, Problem> {
     let events_replayed = orders.rebuild_read_model().await?;

@@ -14,32 +14,72 @@ pub const MAX_QUANTITY: i64 = 1000;
 const MAX_TEXT: usize = 200;
 
 /// Body of `POST /orders`. Fields are optional at the serde level so that a missing field
-/// becomes a named validation error instead of an opaque parse failure.
+/// becomes a named validation error instead of an opaque parse failure; the document says
+/// they are required, because they are.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
-    #[schema(example = "customer-42")]
+    /// 1-128 characters (surrounding white space is trimmed), no control characters.
+    #[schema(
+        example = "customer-42",
+        required = true,
+        nullable = false,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub customer_id: Option<String>,
+    /// Each SKU at most once; every SKU must be in the catalog, all in one currency.
+    #[schema(required = true, nullable = false, min_items = 1, max_items = 100)]
     pub items: Option<Vec<ItemRequest>>,
+    #[schema(required = true, nullable = false)]
     pub shipping_address: Option<AddressRequest>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ItemRequest {
-    #[schema(example = "SKU-1")]
+    #[schema(
+        example = "SKU-1",
+        required = true,
+        nullable = false,
+        pattern = r"^[A-Za-z0-9._-]{1,64}$"
+    )]
     pub sku: Option<String>,
-    #[schema(example = 2, minimum = 1, maximum = 1000)]
+    #[schema(
+        example = 2,
+        minimum = 1,
+        maximum = 1000,
+        required = true,
+        nullable = false
+    )]
+    #[serde(
+        default,
+        deserialize_with = "saga_service_kit::openapi::integer::option::deserialize"
+    )]
     pub quantity: Option<i64>,
 }
 
+/// Every text is trimmed and must keep 1 to 200 characters (line2: at most 200, optional).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AddressRequest {
+    #[schema(required = true, nullable = false, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(required = true, nullable = false, max_length = 200, pattern = r"\S")]
     pub line1: Option<String>,
+    #[schema(max_length = 200)]
     pub line2: Option<String>,
+    #[schema(required = true, nullable = false, max_length = 200, pattern = r"\S")]
     pub city: Option<String>,
+    #[schema(required = true, nullable = false, max_length = 200, pattern = r"\S")]
     pub postal_code: Option<String>,
-    /// ISO 3166-1 alpha-2, upper case.
-    #[schema(example = "DE")]
+    /// An assigned ISO 3166-1 alpha-2 code, upper case.
+    #[schema(
+        example = "DE",
+        required = true,
+        nullable = false,
+        pattern = r"^\s*[A-Z]{2}\s*$"
+    )]
     pub country: Option<String>,
 }
 

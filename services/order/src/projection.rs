@@ -122,7 +122,7 @@ async fn apply(
             .bind(i32::try_from(lines.len()).unwrap_or(i32::MAX))
             .bind(version)
             .bind(at)
-            .bind(OrderStatus::Pending.as_str())
+            .bind(OrderStatus::Pending)
             .execute(conn)
             .await?;
         }
@@ -139,7 +139,7 @@ async fn apply(
             )
             .bind(order_id)
             .bind(version)
-            .bind(status.as_str())
+            .bind(status)
             .bind(reason)
             .bind(at)
             .execute(conn)
@@ -246,10 +246,7 @@ pub async fn list_by_customer(
                 customer_id: customer
                     .parse()
                     .map_err(|e| StoreError::Corrupt(format!("customer id: {e}")))?,
-                status: row
-                    .try_get::<String, _>("status")?
-                    .parse()
-                    .map_err(|e| StoreError::Corrupt(format!("status: {e}")))?,
+                status: row.try_get("status")?,
                 rejection_reason: row.try_get("rejection_reason")?,
                 total: Money {
                     amount_minor: row.try_get("total_minor")?,

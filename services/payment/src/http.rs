@@ -8,9 +8,13 @@ use axum::routing::{get, post, put};
 use saga_contracts::Money;
 use saga_contracts::ids::{CustomerId, IdError};
 use saga_service_kit::auth::AdminAuth;
+use saga_service_kit::openapi::{
+    self, AdminSecurity, FieldErrorDoc, MoneyDoc, ProblemDoc, integer,
+};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::payments::{self, Account, PaymentError};
 
@@ -24,6 +28,8 @@ pub enum ApiError {
     OtherCurrency(CustomerId, String),
     #[error("the adjustment would leave the credit of {0} below zero")]
     WouldGoNegative(CustomerId),
+    #[error("the adjustment would take the credit of {0} past 2^63-1 minor units")]
+    WouldOverflow(CustomerId),
     #[error("no account for customer {0}")]
     UnknownAccount(CustomerId),
     #[error(transparent)]
@@ -42,9 +48,9 @@ impl IntoResponse for ApiError {
                     .with_field_error("credit.amount_minor", self.to_string())
             }
             ApiError::UnknownAccount(_) => Problem::not_found(self.to_string()),
-            ApiError::OtherCurrency(..) | ApiError::WouldGoNegative(_) => {
-                Problem::conflict(self.to_string())
-            }
+            ApiError::OtherCurrency(..)
+            | ApiError::WouldGoNegative(_)
+            | ApiError::WouldOverflow(_) => Problem::conflict(self.to_string()),
             ApiError::Payment(PaymentError::CurrencyChange { .. }) => {
                 Problem::conflict(self.to_string())
             }
@@ -58,23 +64,61 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `PUT /accounts/{customer_id}`: the credit still available (seeding).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetCredit {
+    #[schema(value_type = CreditDoc)]
+    #[serde(deserialize_with = "money")]
     pub credit: Money,
+}
+
+/// [`Money`] as a request carries it: `amount_minor` may be written as an integral float.
+fn money<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Money, D::Error> {
+    #[derive(Deserialize)]
+    struct Input {
+        #[serde(deserialize_with = "integer::deserialize")]
+        amount_minor: i64,
+        currency: saga_contracts::Currency,
+    }
+    let Input {
+        amount_minor,
+        currency,
+    } = Input::deserialize(d)?;
+    Ok(Money {
+        amount_minor,
+        currency,
+    })
+}
+
+/// Credit to set: not negative.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Credit)]
+pub struct CreditDoc {
+    #[schema(minimum = 0, maximum = 9223372036854775807i64)]
+    pub amount_minor: i64,
+    /// ISO 4217, upper case.
+    #[schema(pattern = "^[A-Z]{3}$", example = "EUR")]
+    pub currency: String,
 }
 
 /// `POST /accounts/{customer_id}/adjustments`: add (or, negative, remove) credit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustCredit {
+    #[schema(value_type = MoneyDoc)]
+    #[serde(deserialize_with = "money")]
     pub delta: Money,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct AccountBody {
     pub customer_id: String,
+    /// Still available to charge.
+    #[schema(value_type = MoneyDoc)]
     pub credit: Money,
+    /// Held by charges not refunded.
+    #[schema(value_type = MoneyDoc)]
     pub charged: Money,
 }
 
@@ -88,11 +132,34 @@ impl From<Account> for AccountBody {
     }
 }
 
+/// The document at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "payment-service",
+        description = "Customer credit. The saga charges and refunds over Kafka; this API \
+                       reads an account and, with the admin token, sets or adjusts its credit."
+    ),
+    paths(get_account, put_account, adjust_account),
+    components(schemas(
+        SetCredit,
+        CreditDoc,
+        AdjustCredit,
+        AccountBody,
+        MoneyDoc,
+        ProblemDoc,
+        FieldErrorDoc
+    )),
+    modifiers(&AdminSecurity)
+)]
+pub struct ApiDoc;
+
 /// Reads open, changes behind the admin token.
 pub fn router(pool: PgPool, admin: &AdminAuth) -> Router {
     Router::new()
         .route("/accounts/{customer_id}", get(get_account))
         .merge(admin.protect(admin_routes()))
+        .merge(openapi::router(ApiDoc::openapi()))
         .with_state(pool)
 }
 
@@ -104,7 +171,18 @@ pub fn admin_routes() -> Router<PgPool> {
 }
 
 /// Adjusts by a delta, so concurrent charges are never overwritten (`PUT` sets a total and
-/// is meant for seeding).
+/// is meant for seeding). A positive delta opens an account that does not exist.
+#[utoipa::path(post, path = "/accounts/{customer_id}/adjustments", params(("customer_id" = String, Path, pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$", description = "1-128 characters, no control characters")),
+    request_body = AdjustCredit, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = AccountBody, description = "the account after the adjustment"),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "invalid customer id, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+        (status = 409, body = ProblemDoc, content_type = "application/problem+json", description = "another currency than the account's, or the credit would go below zero or past 2^63-1"),
+    ))]
 async fn adjust_account(
     State(pool): State<PgPool>,
     ProblemPath(customer_id): ProblemPath<String>,
@@ -122,9 +200,22 @@ async fn adjust_account(
             account.credit.currency.to_string(),
         )),
         payments::Adjusted::WouldGoNegative(_) => Err(ApiError::WouldGoNegative(customer_id)),
+        payments::Adjusted::WouldOverflow(_) => Err(ApiError::WouldOverflow(customer_id)),
     }
 }
 
+/// Sets the credit still available (seeding; use adjustments while orders run).
+#[utoipa::path(put, path = "/accounts/{customer_id}", params(("customer_id" = String, Path, pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$", description = "1-128 characters, no control characters")),
+    request_body = SetCredit, security(("admin_token" = [])),
+    responses(
+        (status = 200, body = AccountBody),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "invalid customer id, or a body that is not JSON"),
+        (status = 401, body = ProblemDoc, content_type = "application/problem+json", description = "no or a wrong admin token"),
+        (status = 403, body = ProblemDoc, content_type = "application/problem+json", description = "admin operations are disabled (no token configured)"),
+        (status = 415, body = ProblemDoc, content_type = "application/problem+json", description = "the body is not application/json"),
+        (status = 422, body = ProblemDoc, content_type = "application/problem+json", description = "the body does not match the schema"),
+        (status = 409, body = ProblemDoc, content_type = "application/problem+json", description = "the account holds charges in another currency"),
+    ))]
 async fn put_account(
     State(pool): State<PgPool>,
     ProblemPath(customer_id): ProblemPath<String>,
@@ -141,6 +232,13 @@ async fn put_account(
     Ok(ProblemJson(account.into()))
 }
 
+/// A customer's credit and open charges.
+#[utoipa::path(get, path = "/accounts/{customer_id}", params(("customer_id" = String, Path, pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$", description = "1-128 characters, no control characters")),
+    responses(
+        (status = 200, body = AccountBody),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "invalid customer id"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no account for the customer"),
+    ))]
 async fn get_account(
     State(pool): State<PgPool>,
     ProblemPath(customer_id): ProblemPath<String>,

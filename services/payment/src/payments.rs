@@ -7,8 +7,28 @@
 
 use saga_contracts::Money;
 use saga_contracts::ids::{CustomerId, OrderId, PaymentId};
+use saga_ledger::{Ledger, ledger_status};
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+ledger_status! {
+    /// Where an order's payment stands (`payments.status`).
+    pub enum PaymentStatus {
+        /// Claimed by a ChargePayment still deciding (inside its transaction).
+        Pending = "pending",
+        Charged = "charged",
+        /// Refused; the reason and detail are recorded.
+        Declined = "declined",
+        /// Charged, then refunded in full.
+        Refunded = "refunded",
+        /// A RefundPayment came before any ChargePayment.
+        Tombstone = "tombstone",
+    }
+    pending = Pending, tombstone = Tombstone
+}
+
+/// One row per order: the outcome of its first command.
+const PAYMENTS: Ledger<PaymentStatus> = Ledger::new("payments");
 
 /// The currency of a zero amount that belongs to no currency (ISO 4217 "XXX"): the refund of
 /// an order nothing was ever asked of.
@@ -138,6 +158,8 @@ pub enum Adjusted {
     /// The delta would take the credit below zero (or create an account with negative
     /// credit); nothing changed.
     WouldGoNegative(Option<Account>),
+    /// The delta would take the credit past `i64::MAX` minor units; nothing changed.
+    WouldOverflow(Account),
 }
 
 /// Adds `delta` (negative: removes) to the customer's credit (admin), creating the account on
@@ -155,7 +177,8 @@ pub async fn adjust_credit(
          SELECT $1, $2, $3 WHERE $3 >= 0
          ON CONFLICT (customer_id) DO UPDATE
              SET credit_minor = accounts.credit_minor + $3, updated_at = now()
-             WHERE accounts.currency = $2 AND accounts.credit_minor + $3 >= 0
+             WHERE accounts.currency = $2
+               AND accounts.credit_minor::numeric + $3 BETWEEN 0 AND 9223372036854775807
          RETURNING currency, credit_minor, charged_minor",
     )
     .bind(customer_id.as_str())
@@ -173,6 +196,7 @@ pub async fn adjust_credit(
     }
     Ok(match account(conn, customer_id).await? {
         Some(a) if a.credit.currency != delta.currency => Adjusted::OtherCurrency(a),
+        Some(a) if delta.amount_minor > 0 => Adjusted::WouldOverflow(a),
         other => Adjusted::WouldGoNegative(other),
     })
 }
@@ -204,21 +228,15 @@ pub async fn charge(
     let currency = amount.currency.to_string();
     // Claim the order first: a concurrent command for the same order blocks here until this
     // transaction ends, then sees the outcome instead of charging a second time.
-    let claimed = sqlx::query(
-        "INSERT INTO payments (order_id, customer_id, status, currency)
-         VALUES ($1, $2, 'pending', $3)
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .bind(customer_id.as_str())
-    .bind(&currency)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
+    if !PAYMENTS.claim(conn, order_id).await? {
         return previous_charge_outcome(conn, order_id).await;
     }
+    sqlx::query("UPDATE payments SET customer_id = $2, currency = $3 WHERE order_id = $1")
+        .bind(order_id.as_uuid())
+        .bind(customer_id.as_str())
+        .bind(&currency)
+        .execute(&mut *conn)
+        .await?;
 
     let outcome = decide_charge(conn, customer_id, amount, &currency).await?;
     match &outcome {
@@ -233,26 +251,28 @@ pub async fn charge(
             .execute(&mut *conn)
             .await?;
             sqlx::query(
-                "UPDATE payments SET status = 'charged', payment_id = $2, amount_minor = $3,
+                "UPDATE payments SET status = $4, payment_id = $2, amount_minor = $3,
                         updated_at = now()
                  WHERE order_id = $1",
             )
             .bind(order_id.as_uuid())
             .bind(payment_id.as_uuid())
             .bind(amount.amount_minor)
+            .bind(PaymentStatus::Charged)
             .execute(&mut *conn)
             .await?;
             tracing::info!(%payment_id, amount_minor = amount.amount_minor, %currency, "payment charged");
         }
         ChargeOutcome::Declined { reason, detail } => {
             sqlx::query(
-                "UPDATE payments SET status = 'declined', decline_reason = $2, decline_detail = $3,
+                "UPDATE payments SET status = $4, decline_reason = $2, decline_detail = $3,
                         updated_at = now()
                  WHERE order_id = $1",
             )
             .bind(order_id.as_uuid())
             .bind(reason.as_str())
             .bind(detail)
+            .bind(PaymentStatus::Declined)
             .execute(&mut *conn)
             .await?;
             tracing::info!(reason = reason.as_str(), %detail, "payment declined");
@@ -343,37 +363,32 @@ fn double_refund_switch() -> bool {
 #[tracing::instrument(skip_all, fields(order_id = %order_id))]
 pub async fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Money, PaymentError> {
     // Nothing known about the order: leave a tombstone so a late ChargePayment is declined.
-    let tombstoned = sqlx::query(
-        "INSERT INTO payments (order_id, status) VALUES ($1, 'tombstone')
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if tombstoned {
+    if PAYMENTS.tombstone_unless_known(conn, order_id).await? {
         tracing::info!("refund before any charge: tombstone recorded");
         return money(0, NO_CURRENCY, order_id);
     }
 
-    let (status, customer_id, amount_minor, currency): (String, Option<String>, i64, String) =
-        sqlx::query_as(
-            "SELECT status, customer_id, amount_minor, currency FROM payments
+    type Held = (PaymentStatus, Option<String>, i64, String);
+    let (status, customer_id, amount_minor, currency): Held = sqlx::query_as(
+        "SELECT status, customer_id, amount_minor, currency FROM payments
              WHERE order_id = $1 FOR UPDATE",
-        )
-        .bind(order_id.as_uuid())
-        .fetch_one(&mut *conn)
-        .await?;
-    match status.as_str() {
-        "charged" => {}
+    )
+    .bind(order_id.as_uuid())
+    .fetch_one(&mut *conn)
+    .await?;
+    match status {
+        PaymentStatus::Charged => {}
         // Already refunded: same answer, no second refund.
-        "refunded" => return money(amount_minor, &currency, order_id),
-        "declined" | "tombstone" => return money(0, &currency, order_id),
-        _ => return Err(PaymentError::CorruptState(order_id, status)),
+        PaymentStatus::Refunded => return money(amount_minor, &currency, order_id),
+        PaymentStatus::Declined | PaymentStatus::Tombstone => {
+            return money(0, &currency, order_id);
+        }
+        PaymentStatus::Pending => {
+            return Err(PaymentError::CorruptState(order_id, status.to_string()));
+        }
     }
     let Some(customer_id) = customer_id else {
-        return Err(PaymentError::CorruptState(order_id, status));
+        return Err(PaymentError::CorruptState(order_id, status.to_string()));
     };
 
     sqlx::query(
@@ -397,10 +412,11 @@ pub async fn refund(conn: &mut PgConnection, order_id: OrderId) -> Result<Money,
         .await?;
     }
     sqlx::query(
-        "UPDATE payments SET status = 'refunded', refunded_minor = amount_minor, updated_at = now()
+        "UPDATE payments SET status = $2, refunded_minor = amount_minor, updated_at = now()
          WHERE order_id = $1",
     )
     .bind(order_id.as_uuid())
+    .bind(PaymentStatus::Refunded)
     .execute(&mut *conn)
     .await?;
     tracing::info!(amount_minor, %currency, "payment refunded");
@@ -412,7 +428,7 @@ async fn previous_charge_outcome(
     order_id: OrderId,
 ) -> Result<ChargeOutcome, PaymentError> {
     type Row = (
-        String,
+        PaymentStatus,
         Option<Uuid>,
         i64,
         String,
@@ -427,22 +443,24 @@ async fn previous_charge_outcome(
     .fetch_one(&mut *conn)
     .await?;
     tracing::info!(%status, "duplicate ChargePayment answered from the recorded outcome");
-    match (status.as_str(), payment_id) {
+    match (status, payment_id) {
         // A charge refunded since still answers as charged: the reply a duplicate command
         // gets must not depend on what happened in between.
-        ("charged" | "refunded", Some(id)) => Ok(ChargeOutcome::Charged {
-            payment_id: id.into(),
-            amount: money(amount_minor, &currency, order_id)?,
-        }),
-        ("declined", _) => Ok(ChargeOutcome::Declined {
+        (PaymentStatus::Charged | PaymentStatus::Refunded, Some(id)) => {
+            Ok(ChargeOutcome::Charged {
+                payment_id: id.into(),
+                amount: money(amount_minor, &currency, order_id)?,
+            })
+        }
+        (PaymentStatus::Declined, _) => Ok(ChargeOutcome::Declined {
             reason: Decline::parse(reason.as_deref().unwrap_or_default()),
             detail: detail.unwrap_or_default(),
         }),
-        ("tombstone", _) => Ok(ChargeOutcome::Declined {
+        (PaymentStatus::Tombstone, _) => Ok(ChargeOutcome::Declined {
             reason: Decline::Other,
             detail: "the order's payment was refunded before it was charged".to_owned(),
         }),
-        _ => Err(PaymentError::CorruptState(order_id, status)),
+        _ => Err(PaymentError::CorruptState(order_id, status.to_string())),
     }
 }
 

@@ -6,8 +6,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use saga_contracts::ids::OrderId;
+use saga_service_kit::openapi::{self, FieldErrorDoc, ProblemDoc};
 use saga_service_kit::problem::{Problem, ProblemJson, ProblemPath};
+use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::shipments::{self, Shipment, ShippingError};
 
@@ -39,12 +42,54 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The document at `GET /openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "shipping-service",
+        description = "Shipments. The saga schedules and cancels them over Kafka; this API \
+                       reads one by order id."
+    ),
+    paths(get_shipment),
+    components(schemas(ShipmentDoc, ProblemDoc, FieldErrorDoc))
+)]
+pub struct ApiDoc;
+
+/// [`Shipment`] as the document describes it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Shipment)]
+pub struct ShipmentDoc {
+    #[schema(format = Uuid)]
+    pub order_id: String,
+    /// Set once booked (scheduled, dispatched, and cancelled after booking).
+    #[schema(format = Uuid)]
+    pub shipment_id: Option<String>,
+    /// `pending` while a command is being handled; `tombstone` when a cancel came before any
+    /// schedule.
+    #[schema(pattern = "^(pending|scheduled|refused|cancelled|dispatched|tombstone)$")]
+    pub status: String,
+    /// ISO 3166-1 alpha-2 of the address, once known.
+    pub country: Option<String>,
+    /// Why the shipment was refused.
+    pub refusal_reason: Option<String>,
+    pub dispatched_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 pub fn router(pool: PgPool) -> Router {
     Router::new()
         .route("/shipments/{order_id}", get(get_shipment))
+        .merge(openapi::router(ApiDoc::openapi()))
         .with_state(pool)
 }
 
+/// The shipment of an order.
+#[utoipa::path(get, path = "/shipments/{order_id}",
+    params(("order_id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, body = ShipmentDoc),
+        (status = 400, body = ProblemDoc, content_type = "application/problem+json", description = "not a UUID"),
+        (status = 404, body = ProblemDoc, content_type = "application/problem+json", description = "no shipment for the order"),
+    ))]
 async fn get_shipment(
     State(pool): State<PgPool>,
     ProblemPath(order_id): ProblemPath<String>,

@@ -9,9 +9,31 @@ use std::collections::BTreeSet;
 
 use saga_contracts::ids::{OrderId, ShipmentId};
 use saga_contracts::{Address, StockLine};
+use saga_ledger::{Ledger, ledger_status};
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
+
+ledger_status! {
+    /// Where an order's shipment stands (`shipments.status`).
+    pub enum ShipmentStatus {
+        /// Claimed by a ScheduleShipment still deciding (inside its transaction).
+        Pending = "pending",
+        Scheduled = "scheduled",
+        /// Refused (destination not served); the reason is recorded.
+        Refused = "refused",
+        /// Scheduled, then cancelled.
+        Cancelled = "cancelled",
+        /// Left the warehouse (after approval); cannot be called back.
+        Dispatched = "dispatched",
+        /// A CancelShipment came before any ScheduleShipment.
+        Tombstone = "tombstone",
+    }
+    pending = Pending, tombstone = Tombstone
+}
+
+/// One row per order: the outcome of its first command.
+const SHIPMENTS: Ledger<ShipmentStatus> = Ledger::new("shipments");
 
 /// Refusal reason for a ScheduleShipment that arrives after a CancelShipment for its order.
 pub const CANCELLED_BEFORE_SCHEDULED: &str =
@@ -20,7 +42,7 @@ pub const CANCELLED_BEFORE_SCHEDULED: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum ShippingError {
     #[error("shipment of order {0} is in an unexpected state {1:?}")]
-    CorruptState(OrderId, String),
+    CorruptState(OrderId, ShipmentStatus),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -67,7 +89,7 @@ pub type Cancelled = bool;
 pub struct Shipment {
     pub order_id: OrderId,
     pub shipment_id: Option<ShipmentId>,
-    pub status: String,
+    pub status: ShipmentStatus,
     pub country: Option<String>,
     pub refusal_reason: Option<String>,
     pub dispatched_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -84,16 +106,7 @@ pub async fn schedule(
 ) -> Result<ScheduleOutcome, ShippingError> {
     // Claim the order first: a concurrent command for the same order blocks here until this
     // transaction ends, then sees the outcome instead of booking a second time.
-    let claimed = sqlx::query(
-        "INSERT INTO shipments (order_id, status) VALUES ($1, 'pending')
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
+    if !SHIPMENTS.claim(conn, order_id).await? {
         return previous_schedule_outcome(conn, order_id).await;
     }
 
@@ -104,8 +117,8 @@ pub async fn schedule(
         ScheduleOutcome::Refused(format!("destination country {country:?} is not served"))
     };
     let (status, shipment_id, reason) = match &outcome {
-        ScheduleOutcome::Scheduled(id) => ("scheduled", Some(*id.as_uuid()), None),
-        ScheduleOutcome::Refused(reason) => ("refused", None, Some(reason.as_str())),
+        ScheduleOutcome::Scheduled(id) => (ShipmentStatus::Scheduled, Some(*id.as_uuid()), None),
+        ScheduleOutcome::Refused(reason) => (ShipmentStatus::Refused, None, Some(reason.as_str())),
     };
     sqlx::query(
         "UPDATE shipments SET status = $2, shipment_id = $3, refusal_reason = $4, country = $5,
@@ -135,42 +148,29 @@ pub async fn cancel(
     order_id: OrderId,
 ) -> Result<Cancelled, ShippingError> {
     // Nothing known about the order: leave a tombstone so a late ScheduleShipment is refused.
-    let tombstoned = sqlx::query(
-        "INSERT INTO shipments (order_id, status) VALUES ($1, 'tombstone')
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if tombstoned {
+    if SHIPMENTS.tombstone_unless_known(conn, order_id).await? {
         tracing::info!("cancel before any schedule: tombstone recorded");
         return Ok(false);
     }
 
-    let (status,): (String,) =
-        sqlx::query_as("SELECT status FROM shipments WHERE order_id = $1 FOR UPDATE")
-            .bind(order_id.as_uuid())
-            .fetch_one(&mut *conn)
-            .await?;
-    match status.as_str() {
-        "scheduled" => {}
+    let status = SHIPMENTS
+        .status_for_update(conn, order_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    match status {
+        ShipmentStatus::Scheduled => {}
         // Already cancelled: same answer, nothing changes.
-        "cancelled" => return Ok(true),
-        "refused" | "tombstone" => return Ok(false),
-        "dispatched" => {
+        ShipmentStatus::Cancelled => return Ok(true),
+        ShipmentStatus::Refused | ShipmentStatus::Tombstone => return Ok(false),
+        ShipmentStatus::Dispatched => {
             tracing::error!("CancelShipment for a dispatched shipment; it cannot be called back");
             return Ok(false);
         }
-        _ => return Err(ShippingError::CorruptState(order_id, status)),
+        ShipmentStatus::Pending => return Err(ShippingError::CorruptState(order_id, status)),
     }
-    sqlx::query(
-        "UPDATE shipments SET status = 'cancelled', updated_at = now() WHERE order_id = $1",
-    )
-    .bind(order_id.as_uuid())
-    .execute(&mut *conn)
-    .await?;
+    SHIPMENTS
+        .set_status(conn, order_id, ShipmentStatus::Cancelled)
+        .await?;
     tracing::info!("shipment cancelled");
     Ok(true)
 }
@@ -182,13 +182,13 @@ pub async fn dispatch(
     conn: &mut PgConnection,
     order_id: OrderId,
 ) -> Result<Option<ShipmentId>, ShippingError> {
-    let row: Option<(String, Option<Uuid>)> =
+    let row: Option<(ShipmentStatus, Option<Uuid>)> =
         sqlx::query_as("SELECT status, shipment_id FROM shipments WHERE order_id = $1 FOR UPDATE")
             .bind(order_id.as_uuid())
             .fetch_optional(&mut *conn)
             .await?;
     let shipment_id = match row {
-        Some((status, Some(id))) if status == "scheduled" => ShipmentId::from_uuid(id),
+        Some((ShipmentStatus::Scheduled, Some(id))) => ShipmentId::from_uuid(id),
         Some((status, _)) => {
             tracing::info!(%status, "order approved; no scheduled shipment to dispatch");
             return Ok(None);
@@ -199,10 +199,11 @@ pub async fn dispatch(
         }
     };
     sqlx::query(
-        "UPDATE shipments SET status = 'dispatched', dispatched_at = now(), updated_at = now()
+        "UPDATE shipments SET status = $2, dispatched_at = now(), updated_at = now()
          WHERE order_id = $1",
     )
     .bind(order_id.as_uuid())
+    .bind(ShipmentStatus::Dispatched)
     .execute(&mut *conn)
     .await?;
     tracing::info!(%shipment_id, "shipment dispatched");
@@ -214,7 +215,7 @@ pub async fn shipment(
     order_id: OrderId,
 ) -> Result<Option<Shipment>, ShippingError> {
     type Row = (
-        String,
+        ShipmentStatus,
         Option<Uuid>,
         Option<String>,
         Option<String>,
@@ -243,21 +244,24 @@ async fn previous_schedule_outcome(
     conn: &mut PgConnection,
     order_id: OrderId,
 ) -> Result<ScheduleOutcome, ShippingError> {
-    let (status, shipment_id, reason): (String, Option<Uuid>, Option<String>) = sqlx::query_as(
+    type Row = (ShipmentStatus, Option<Uuid>, Option<String>);
+    let (status, shipment_id, reason): Row = sqlx::query_as(
         "SELECT status, shipment_id, refusal_reason FROM shipments WHERE order_id = $1",
     )
     .bind(order_id.as_uuid())
     .fetch_one(&mut *conn)
     .await?;
     tracing::info!(%status, "duplicate ScheduleShipment answered from the recorded outcome");
-    match (status.as_str(), shipment_id, reason) {
+    match (status, shipment_id, reason) {
         // A shipment cancelled or dispatched since still answers as scheduled: the reply a
         // duplicate command gets must not depend on what happened in between.
-        ("scheduled" | "cancelled" | "dispatched", Some(id), _) => {
-            Ok(ScheduleOutcome::Scheduled(ShipmentId::from_uuid(id)))
-        }
-        ("refused", _, Some(reason)) => Ok(ScheduleOutcome::Refused(reason)),
-        ("tombstone", _, _) => Ok(ScheduleOutcome::Refused(
+        (
+            ShipmentStatus::Scheduled | ShipmentStatus::Cancelled | ShipmentStatus::Dispatched,
+            Some(id),
+            _,
+        ) => Ok(ScheduleOutcome::Scheduled(ShipmentId::from_uuid(id))),
+        (ShipmentStatus::Refused, _, Some(reason)) => Ok(ScheduleOutcome::Refused(reason)),
+        (ShipmentStatus::Tombstone, _, _) => Ok(ScheduleOutcome::Refused(
             CANCELLED_BEFORE_SCHEDULED.to_owned(),
         )),
         _ => Err(ShippingError::CorruptState(order_id, status)),

@@ -62,6 +62,7 @@ async fn status(pool: &PgPool, order: OrderId) -> String {
         .unwrap()
         .unwrap()
         .status
+        .to_string()
 }
 
 #[test]
