@@ -4,6 +4,8 @@
 mod api;
 mod concurrency;
 mod crash;
+mod dead_letters;
+mod deadlines;
 mod duplicates;
 mod group;
 mod live;

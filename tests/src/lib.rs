@@ -100,6 +100,11 @@ pub struct SuiteOptions {
     pub database_hosts: HashMap<Service, String>,
     /// Extra environment of child-process services (e.g. a test-only fault switch).
     pub extra_env: Vec<(Service, String, String)>,
+    /// The orchestrator's step deadline overrides in ms by step name (`saga.step_deadlines_ms`);
+    /// empty keeps the step table's defaults.
+    pub step_deadlines_ms: std::collections::BTreeMap<String, u64>,
+    /// The order service's `order.pending_stale_after` (e.g. `30s`); `None` keeps its default.
+    pub order_pending_stale_after: Option<String>,
 }
 
 impl Default for SuiteOptions {
@@ -116,6 +121,8 @@ impl Default for SuiteOptions {
             db_max_connections: 6,
             database_hosts: HashMap::new(),
             extra_env: Vec::new(),
+            step_deadlines_ms: std::collections::BTreeMap::new(),
+            order_pending_stale_after: None,
         }
     }
 }
@@ -351,7 +358,21 @@ impl Suite {
         );
     }
 
-    /// Start `service` again (after [`Suite::kill`]).
+    /// Stop every instance of `service`: in-process ones drain and end (as after a clean
+    /// shutdown), child processes are SIGKILLed. [`Suite::restart`] starts it again.
+    pub async fn stop_service(&mut self, service: Service) {
+        for instance in self.instances.remove(&service).unwrap_or_default() {
+            match instance {
+                Instance::InProcess(i) => i
+                    .stop()
+                    .await
+                    .unwrap_or_else(|e| panic!("stop {service:?}: {e}")),
+                Instance::Process(mut child) => child.kill().await,
+            }
+        }
+    }
+
+    /// Start `service` again (after [`Suite::kill`] or [`Suite::stop_service`]).
     pub async fn restart(&mut self, service: Service) {
         assert!(
             !self.instances.contains_key(&service),

@@ -1,8 +1,6 @@
 //! `GET /sagas/{id}` (saga id or order id), `GET /sagas?state=&stuck_for=&limit=&after=`,
 //! and the operator actions `POST /sagas/{id}/{retry,skip,abort}` ([`admin_routes`]).
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -221,25 +219,6 @@ async fn abort_saga(
     act(state, id, OperatorAction::Abort, req).await
 }
 
-/// `60s`, `5m`, `2h`, `1d`, `250ms` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 60s, 5m, 2h)"))?;
-    let ms = match unit {
-        "ms" => n,
-        "" | "s" => n.saturating_mul(1000),
-        "m" => n.saturating_mul(60_000),
-        "h" => n.saturating_mul(3_600_000),
-        "d" => n.saturating_mul(86_400_000),
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h, d)")),
-    };
-    Ok(Duration::from_millis(ms))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -272,9 +251,9 @@ async fn list_sagas(
     let stuck_for = q
         .stuck_for
         .as_deref()
-        .map(parse_duration)
+        .map(saga_service_kit::duration::parse)
         .transpose()
-        .map_err(ApiError::BadRequest)?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .map(|d| d.as_secs_f64());
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
