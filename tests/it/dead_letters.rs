@@ -14,8 +14,6 @@ use saga_testkit::wait_until;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::saga_state;
-
 /// Make every insert into `table` fail with a permanent error (until [`unbreak`]).
 async fn break_inserts(pool: &PgPool, table: &str) {
     sqlx::raw_sql(&format!(
@@ -66,7 +64,10 @@ async fn a_command_the_participant_dead_lettered_opens_an_incident_and_retry_fin
 
     let order_id = suite.place_order("cust-d", &[("SKU-D", 2)], "DE").await;
     wait_until(SAGA_DEADLINE, || async {
-        saga_state(&suite, order_id).await == "incident"
+        suite
+            .saga(order_id)
+            .await
+            .is_some_and(|s| s["state"] == "incident")
     })
     .await
     .expect("the dead-lettered ReserveStock opens an incident");
@@ -194,7 +195,10 @@ async fn an_order_placed_the_orchestrator_dead_lettered_is_stale_until_the_repla
         .expect("replay the dead letter");
     let order = suite.wait_final(order_id).await;
     assert_eq!(order.status, "APPROVED");
-    assert!(stale().await.is_empty(), "no longer stale");
+    // The listing reads the read model, which follows the order a moment later.
+    wait_until(SAGA_DEADLINE, || async { stale().await.is_empty() })
+        .await
+        .expect("no longer stale");
     let stock = suite.stock("SKU-P").await;
     assert_eq!((stock.available, stock.reserved), (8, 2));
     let account = suite.account("cust-p").await;

@@ -40,9 +40,15 @@ impl InventoryHandler {
                 outcome("reserve", "refused");
                 return self.refuse(tx, &cmd.meta, "ReserveStock", &e).await;
             }
-            other => {
+            // Any other error: roll the savepoint back, so the dead letter keeps the cause
+            // (releasing an aborted savepoint fails with "current transaction is aborted").
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+            ok => {
                 sp.commit().await?;
-                other
+                ok
             }
         };
         match result.map_err(handler_error)? {
@@ -86,9 +92,13 @@ impl InventoryHandler {
                 outcome("release", "refused");
                 return self.refuse(tx, &cmd.meta, "ReleaseStock", &e).await;
             }
-            other => {
+            Err(e) => {
+                sp.rollback().await?;
+                return Err(handler_error(e));
+            }
+            Ok(v) => {
                 sp.commit().await?;
-                other.map_err(handler_error)?
+                v
             }
         };
         outcome("release", if released { "released" } else { "nothing" });

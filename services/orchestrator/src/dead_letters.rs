@@ -187,15 +187,18 @@ pub async fn watch(
     commit(&consumer)
 }
 
+/// Commit what was stored before stopping. A failure only means the last letters are read
+/// again by the next start, which changes nothing (see the module doc), so it is logged.
 fn commit(consumer: &StreamConsumer) -> Result<(), WatchError> {
     match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
         // Nothing stored since the last commit.
         Err(rdkafka::error::KafkaError::ConsumerCommit(
             rdkafka::types::RDKafkaErrorCode::NoOffset,
-        ))
-        | Ok(()) => Ok(()),
-        Err(e) => Err(e.into()),
+        )) => {}
+        Err(error) => tracing::warn!(%error, "committing the dead-letter offsets failed"),
     }
+    Ok(())
 }
 
 impl SagaRunner {

@@ -41,9 +41,15 @@ impl PaymentHandler {
                 outcome("charge", "refused");
                 return self.refuse(tx, &cmd.meta, "ChargePayment").await;
             }
-            other => {
+            // Any other error: roll the savepoint back, so the dead letter keeps the cause
+            // (releasing an aborted savepoint fails with "current transaction is aborted").
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+            ok => {
                 sp.commit().await?;
-                other
+                ok
             }
         };
         match result.map_err(handler_error)? {
@@ -82,9 +88,13 @@ impl PaymentHandler {
                 outcome("refund", "refused");
                 return self.refuse(tx, &cmd.meta, "RefundPayment").await;
             }
-            other => {
+            Err(e) => {
+                sp.rollback().await?;
+                return Err(handler_error(e));
+            }
+            Ok(v) => {
                 sp.commit().await?;
-                other.map_err(handler_error)?
+                v
             }
         };
         outcome(
