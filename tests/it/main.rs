@@ -3,12 +3,14 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod crash;
 mod dead_letters;
 mod deadlines;
 mod duplicates;
 mod group;
 mod live;
+mod monitoring;
 mod paths;
 mod soak;
 mod support;

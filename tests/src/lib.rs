@@ -358,16 +358,17 @@ impl Suite {
         );
     }
 
-    /// Stop every instance of `service`: in-process ones drain and end (as after a clean
-    /// shutdown), child processes are SIGKILLed. [`Suite::restart`] starts it again.
+    /// Stop every instance of `service` (in-process ones drain gracefully, processes are
+    /// killed), so its consumers stop committing; [`Suite::restart`] starts it again.
     pub async fn stop_service(&mut self, service: Service) {
         for instance in self.instances.remove(&service).unwrap_or_default() {
             match instance {
-                Instance::InProcess(i) => i
-                    .stop()
-                    .await
-                    .unwrap_or_else(|e| panic!("stop {service:?}: {e}")),
-                Instance::Process(mut child) => child.kill().await,
+                Instance::InProcess(i) => {
+                    if let Err(e) = i.stop().await {
+                        panic!("stopping {service:?}: {e}");
+                    }
+                }
+                Instance::Process(mut p) => p.kill().await,
             }
         }
     }
@@ -813,6 +814,11 @@ fn init_tracing() {
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
+            // The services' recent lines by trace id (`GET /admin/logs`), as in production.
+            .with(
+                saga_service_kit::logs::layer()
                     .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
             )
             .with(

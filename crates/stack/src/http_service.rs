@@ -31,6 +31,7 @@ pub struct HttpService {
     port: u16,
     database: Option<String>,
     admin_token: bool,
+    registry: bool,
     env: Vec<(String, String)>,
 }
 
@@ -42,6 +43,7 @@ impl HttpService {
             port,
             database: None,
             admin_token: false,
+            registry: true,
             env: Vec::new(),
         }
     }
@@ -62,6 +64,18 @@ impl HttpService {
     pub fn admin_token(mut self) -> Self {
         self.admin_token = true;
         self
+    }
+
+    /// No `APP_REGISTRY__URL`: for a binary without a `registry` section (the lag exporter),
+    /// whose configuration refuses unknown keys.
+    pub fn without_registry(mut self) -> Self {
+        self.registry = false;
+        self
+    }
+
+    /// The port it listens on.
+    pub fn listen_port(&self) -> u16 {
+        self.port
     }
 
     /// An extra environment variable (e.g. `APP_` settings specific to the service).
@@ -96,8 +110,10 @@ impl Component for HttpService {
         let mut spec = ProcessSpec::new(cfg.workspace_bin(&self.bin))
             .env("APP_HTTP__LISTEN", format!("{}:{}", cfg.host, self.port))
             .env("APP_KAFKA__BOOTSTRAP_SERVERS", cfg.kafka_bootstrap())
-            .env("APP_REGISTRY__URL", cfg.registry_url())
             .port(self.port);
+        if self.registry {
+            spec = spec.env("APP_REGISTRY__URL", cfg.registry_url());
+        }
         if let Some(db) = &self.database {
             let db = SERVICE_DATABASES
                 .iter()
