@@ -5,6 +5,8 @@ mod api;
 mod concurrency;
 mod console;
 mod crash;
+mod dead_letters;
+mod deadlines;
 mod duplicates;
 mod fuzz;
 mod group;

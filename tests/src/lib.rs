@@ -101,6 +101,11 @@ pub struct SuiteOptions {
     pub database_hosts: HashMap<Service, String>,
     /// Extra environment of child-process services (e.g. a test-only fault switch).
     pub extra_env: Vec<(Service, String, String)>,
+    /// The orchestrator's step deadline overrides in ms by step name (`saga.step_deadlines_ms`);
+    /// empty keeps the step table's defaults.
+    pub step_deadlines_ms: std::collections::BTreeMap<String, u64>,
+    /// The order service's `order.pending_stale_after` (e.g. `30s`); `None` keeps its default.
+    pub order_pending_stale_after: Option<String>,
 }
 
 impl Default for SuiteOptions {
@@ -117,6 +122,8 @@ impl Default for SuiteOptions {
             db_max_connections: 6,
             database_hosts: HashMap::new(),
             extra_env: Vec::new(),
+            step_deadlines_ms: std::collections::BTreeMap::new(),
+            order_pending_stale_after: None,
         }
     }
 }

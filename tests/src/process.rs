@@ -127,9 +127,18 @@ impl ChildService {
                     "APP_SAGA__RETRY_INTERVAL_MS",
                     opts.retry_interval_ms.to_string(),
                 );
+                for (step, ms) in &opts.step_deadlines_ms {
+                    cmd.env(
+                        format!("APP_SAGA__STEP_DEADLINES_MS__{}", step.to_uppercase()),
+                        ms.to_string(),
+                    );
+                }
             }
             Service::Order => {
                 cmd.env("APP_ORDER__PROJECTOR_POLL_MS", "200");
+                if let Some(after) = &opts.order_pending_stale_after {
+                    cmd.env("APP_ORDER__PENDING_STALE_AFTER", after);
+                }
             }
             Service::Shipping => {
                 if let Some(countries) = &opts.served_countries {

@@ -105,6 +105,13 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
                 runtime: runtime(suite, service, relay),
                 order: order_service::OrderSettings {
                     projector_poll_ms: 200,
+                    pending_stale_after: suite
+                        .options
+                        .order_pending_stale_after
+                        .as_deref()
+                        .map(|d| saga_service_kit::duration::parse(d).expect("a duration"))
+                        .unwrap_or(order_service::OrderSettings::default().pending_stale_after),
+                    pending_stale_check_ms: 200,
                     ..order_service::OrderSettings::default()
                 },
             };
@@ -149,6 +156,7 @@ pub(crate) async fn start(suite: &Suite, service: Service) -> InProcess {
                     retry_timeout_ms: suite.options.retry_timeout_ms,
                     retry_max_backoff_ms: suite.options.retry_timeout_ms * 4,
                     retry_interval_ms: suite.options.retry_interval_ms,
+                    step_deadlines_ms: suite.options.step_deadlines_ms.clone(),
                     ..orchestrator_service::SagaConfig::default()
                 },
             };

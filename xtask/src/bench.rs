@@ -38,6 +38,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let bins: &[&str] = match args.which {
         Which::Messaging => &["--bin", "bench-messaging"],
         Which::Saga => &["--bin", "bench-saga"],
+        Which::Fold => &["--bin", "bench-fold"],
         Which::All => &["--bins"],
     };
     let bench_build: Vec<&str> = ["build", "-p", "saga-bench", "--profile", &args.profile]

@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod duration;
 pub mod http;
 pub mod logs;
 pub mod openapi;

@@ -1,8 +1,6 @@
 //! `GET /sagas/{id}` (saga id or order id), `GET /sagas?state=&stuck_for=&limit=&after=`,
 //! and the operator actions `POST /sagas/{id}/{retry,skip,abort}` ([`admin_routes`]).
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -21,7 +19,7 @@ use crate::store::{self, IncidentRow, SagaRow, StoreError, TransitionRow};
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 /// Longer than any saga lives; `now()` minus much more is out of PostgreSQL's range.
-const MAX_STUCK_FOR: Duration = Duration::from_secs(100 * 365 * 86_400);
+const MAX_STUCK_FOR: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -305,29 +303,6 @@ async fn abort_saga(
     act(state, id, OperatorAction::Abort, req).await
 }
 
-/// `60s`, `5m`, `2h`, `1d`, `250ms` or a plain number of seconds (`^[0-9]+(ms|s|m|h|d)?$`,
-/// as the OpenAPI document says). Too many digits for a u64 saturate: no saga waits that long
-/// either way.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() {
-        return Err(format!(
-            "invalid duration {s:?} (expected e.g. 60s, 5m, 2h)"
-        ));
-    }
-    let n: u64 = num.parse().unwrap_or(u64::MAX);
-    let ms = match unit {
-        "ms" => n,
-        "" | "s" => n.saturating_mul(1000),
-        "m" => n.saturating_mul(60_000),
-        "h" => n.saturating_mul(3_600_000),
-        "d" => n.saturating_mul(86_400_000),
-        _ => return Err(format!("invalid duration unit in {s:?} (ms, s, m, h, d)")),
-    };
-    Ok(Duration::from_millis(ms))
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -373,9 +348,9 @@ async fn list_sagas(
     let stuck_for = q
         .stuck_for
         .as_deref()
-        .map(parse_duration)
+        .map(saga_service_kit::duration::parse)
         .transpose()
-        .map_err(ApiError::BadRequest)?;
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // Clamped: beyond it PostgreSQL's timestamp arithmetic overflows, and no saga is older.
     let stuck_for = stuck_for.map(|d| d.min(MAX_STUCK_FOR).as_secs_f64());
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);

@@ -9,6 +9,7 @@
 //! See docs/saga.md for the states, the retry policy and the API.
 
 pub mod consumers;
+pub mod dead_letters;
 pub mod engine;
 pub mod http;
 pub mod runner;
@@ -97,6 +98,19 @@ impl App {
             "consumer-shipping-events",
             consumers::ShippingEvents(runner.clone()),
         )?;
+        // Only with the consumers on: tests without them feed dead letters themselves.
+        if config.saga.watch_dead_letters && runtime.config().components.consumer {
+            let (runner, pool) = (runner.clone(), runtime.pool().clone());
+            let kafka = runtime.config().kafka.clone();
+            let group = format!(
+                "{}.{}",
+                runtime.consumer_config().group_id,
+                saga_contracts::topics::DEAD_LETTERS
+            );
+            runtime.add_task("dead-letter-watch", move |token| {
+                dead_letters::watch(runner, pool, kafka, group, token)
+            });
+        }
         if config.saga.retry_task {
             let (runner, pool) = (runner.clone(), runtime.pool().clone());
             runtime.add_task("saga-retry", move |token| retry_loop(runner, pool, token));

@@ -32,6 +32,9 @@ pub struct SagaConfig {
     pub retry_batch: i64,
     /// Run the periodic retry task (tests call `retry_due_once` themselves).
     pub retry_task: bool,
+    /// Read the dead-letter topic and open an incident for a dead-lettered pending command
+    /// (`dead_letters`); needs the consumers on.
+    pub watch_dead_letters: bool,
     /// Per-step deadline overrides in ms, by step name (`0`: no deadline); steps not named
     /// keep the step table's default.
     pub step_deadlines_ms: BTreeMap<String, u64>,
@@ -54,6 +57,7 @@ impl Default for SagaConfig {
             retry_interval_ms: 1_000,
             retry_batch: 100,
             retry_task: true,
+            watch_dead_letters: true,
             step_deadlines_ms: BTreeMap::new(),
             saga_deadline_ms: 600_000,
             max_attempts: 10,
@@ -293,6 +297,7 @@ impl SagaRunner {
                     type_name: reply.type_name,
                     outcome: "applied",
                     detail: None,
+                    dead_letter: None,
                 },
                 IncidentCause::UndoRefused,
             )
@@ -314,6 +319,7 @@ impl SagaRunner {
         incident_cause: IncidentCause,
     ) -> Result<Status, SagaError> {
         let after = decision.state;
+        let dead_letter = cause.dead_letter.clone();
         let meta = cause_of(row, cause.message_id);
         let commands = self.send(tx, data, &after, &decision.issue, &meta).await?;
         store::update_saga(
@@ -365,7 +371,7 @@ impl SagaRunner {
                     command: pending.first().map(|&i| command_type(i, data)),
                     error,
                     attempts: row.attempts,
-                    dead_letter: None,
+                    dead_letter,
                 },
             )
             .await?;
@@ -484,6 +490,7 @@ impl SagaRunner {
                     type_name: "retry",
                     outcome: "incident",
                     detail: None,
+                    dead_letter: None,
                 },
                 IncidentCause::AttemptsExhausted,
             )
@@ -491,6 +498,77 @@ impl SagaRunner {
             return Ok(());
         }
         self.retry_one(tx, row, &state, &data).await
+    }
+
+    /// A participant dead-lettered `message_type` for the order: when it is the command the
+    /// saga waits on, the saga stops in `incident` pointing at the dead letter.
+    pub(crate) async fn dead_lettered_command(
+        &self,
+        tx: &mut PgConnection,
+        order_id: saga_contracts::OrderId,
+        message_type: &str,
+        notice: &crate::dead_letters::DeadLetterNotice,
+    ) -> Result<crate::dead_letters::DeadLetterOutcome, SagaError> {
+        use crate::dead_letters::DeadLetterOutcome;
+        let Some(row) = store::lock_by_order(tx, order_id).await? else {
+            return Ok(DeadLetterOutcome::NotPending);
+        };
+        if store::has_dead_letter_incident(
+            tx,
+            row.saga_id,
+            &notice.topic,
+            notice.partition,
+            notice.offset,
+        )
+        .await?
+        {
+            return Ok(DeadLetterOutcome::AlreadyRecorded);
+        }
+        let state = row.engine_state()?;
+        let data = row.order_data()?;
+        let pending = ORDER_SAGA.pending(&state);
+        if !state.status.is_waiting()
+            || !pending
+                .iter()
+                .any(|&i| command_type(i, &data) == message_type)
+        {
+            tracing::info!(saga_id = %row.saga_id, %message_type, state = %state.status, "dead letter of a command the saga no longer waits on");
+            return Ok(DeadLetterOutcome::NotPending);
+        }
+        let error = format!(
+            "{message_type} dead-lettered by {} at {}/{}@{}: {}",
+            notice.consumer_group.as_deref().unwrap_or("its consumer"),
+            notice.topic,
+            notice.partition,
+            notice.offset,
+            notice.error
+        );
+        let decision = Decision {
+            state: SagaState {
+                status: Status::Incident,
+                ..state.clone()
+            },
+            issue: Vec::new(),
+            applied: true,
+            incident: Some(error),
+        };
+        self.apply(
+            tx,
+            &row,
+            &state,
+            decision,
+            &data,
+            Cause {
+                message_id: row.cause_message_id,
+                type_name: "dead_letter",
+                outcome: "incident",
+                detail: None,
+                dead_letter: Some(notice.to_json()),
+            },
+            IncidentCause::DeadLettered,
+        )
+        .await?;
+        Ok(DeadLetterOutcome::IncidentOpened)
     }
 
     /// The running step's deadline (or the saga's) passed: give up on the step.
@@ -529,6 +607,7 @@ impl SagaRunner {
                 type_name: "deadline",
                 outcome: "timed_out",
                 detail: Some(&reason),
+                dead_letter: None,
             },
             IncidentCause::ProcessingError,
         )
@@ -663,6 +742,7 @@ impl SagaRunner {
                 type_name,
                 outcome: "operator",
                 detail: Some(&detail),
+                dead_letter: None,
             },
             IncidentCause::ProcessingError,
         )
@@ -785,6 +865,8 @@ struct Cause<'a> {
     type_name: &'a str,
     outcome: &'a str,
     detail: Option<&'a str>,
+    /// The dead letter an incident refers to.
+    dead_letter: Option<serde_json::Value>,
 }
 
 /// The step a saga waits on, by name (`reject_order` for the abort notice).

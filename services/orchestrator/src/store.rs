@@ -481,6 +481,28 @@ pub struct IncidentRow {
 const INCIDENT_COLUMNS: &str = "incident_id, cause, state_before, step, command, error, attempts, \
      dead_letter, opened_at, resolved_at, resolution, resolution_reason";
 
+/// Whether the dead letter at `topic`/`partition`/`offset` already opened an incident of the
+/// saga (the dead-letter topic is read at least once).
+pub async fn has_dead_letter_incident(
+    conn: &mut PgConnection,
+    saga_id: Uuid,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM saga_incidents WHERE saga_id = $1 \
+             AND dead_letter->>'topic' = $2 AND (dead_letter->>'partition')::int = $3 \
+             AND (dead_letter->>'offset')::bigint = $4)",
+    )
+    .bind(saga_id)
+    .bind(topic)
+    .bind(partition)
+    .bind(offset)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
 /// The saga's open incident, if any.
 pub async fn open_incident_of(
     conn: &mut PgConnection,

@@ -534,17 +534,25 @@ async fn order_stream(
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     customer_id: Option<String>,
+    status: Option<String>,
+    older_than: Option<String>,
     limit: Option<String>,
     after: Option<String>,
     consistency_token: Option<String>,
 }
 
-/// A customer's orders from the read model. With a consistency token (query or
+/// A customer's orders from the read model, newest first; or, with `status`, the orders in
+/// that status (optionally placed longer than `older_than` ago, e.g. `30s`, `5m`: PENDING
+/// orders whose saga never started), oldest first. With a consistency token (query or
 /// `X-Consistency-Token` header) the answer includes that write, or 503 after a bounded wait.
 #[utoipa::path(get, path = "/orders",
     params(
-        ("customer_id" = String, Query, max_length = 128,
-            pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$"),
+        ("customer_id" = Option<String>, Query, nullable = false, max_length = 128,
+            pattern = r"^[^\u0000-\u001F\u007F-\u009F]{1,128}$",
+            description = "required unless status is given"),
+        ("status" = Option<OrderStatus>, Query, nullable = false, description = "PENDING, APPROVED or REJECTED"),
+        ("older_than" = Option<String>, Query, nullable = false, pattern = r"^[0-9]{1,12}(ms|s|m|h|d)?$",
+            description = "with status: placed at least this long ago (250ms, 30s, 5m, 1h)"),
         ("limit" = Option<i64>, Query, nullable = false, minimum = 1, maximum = 100, description = "default 20"),
         ("after" = Option<String>, Query, nullable = false, format = Uuid, description = "next_after of the previous page"),
         ("consistency_token" = Option<i64>, Query, nullable = false, description = "a token returned by POST /orders (400 for one this service did not issue)"),
@@ -562,9 +570,30 @@ async fn list_orders(
     ProblemQuery(query): ProblemQuery<ListQuery>,
 ) -> Result<axum::Json<OrderPage>, Problem> {
     let bad = |field: &str, msg: &str| field_problem(StatusCode::BAD_REQUEST, field, msg);
+    let status = query
+        .status
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<OrderStatus>()
+                .map_err(|_| bad("status", "must be PENDING, APPROVED or REJECTED"))
+        })
+        .transpose()?;
+    let older_than = match (query.older_than.as_deref(), status) {
+        (None, _) => None,
+        (Some(_), None) => return Err(bad("older_than", "needs status")),
+        (Some(raw), Some(_)) => Some(
+            saga_service_kit::duration::parse(raw)
+                .map_err(|e| bad("older_than", &e.to_string()))?
+                // Clamped: beyond a century PostgreSQL's timestamp arithmetic overflows, and
+                // no order is older.
+                .min(std::time::Duration::from_secs(100 * 365 * 86_400)),
+        ),
+    };
     let customer_id = match query.customer_id.as_deref() {
-        None | Some("") => return Err(bad("customer_id", "is required")),
-        Some(raw) => CustomerId::from_str(raw).map_err(|e| bad("customer_id", &e.to_string()))?,
+        None | Some("") => None,
+        Some(raw) => {
+            Some(CustomerId::from_str(raw).map_err(|e| bad("customer_id", &e.to_string()))?)
+        }
     };
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
@@ -594,7 +623,22 @@ async fn list_orders(
             })
         })
         .transpose()?;
-    let (page, more) = orders.list(&customer_id, after, limit, token).await?;
+    let (page, more) = if let Some(status) = status {
+        orders
+            .list_by_status(
+                status,
+                older_than,
+                customer_id.as_ref(),
+                after,
+                limit,
+                token,
+            )
+            .await?
+    } else if let Some(customer_id) = &customer_id {
+        orders.list(customer_id, after, limit, token).await?
+    } else {
+        return Err(bad("customer_id", "is required (or give status)"));
+    };
     Ok(axum::Json(OrderPage {
         next_after: if more {
             page.last().map(|s| s.order_id.to_string())

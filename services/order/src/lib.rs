@@ -76,6 +76,12 @@ pub struct OrderSettings {
     /// A snapshot of an order is stored every this many events, and folds start from the
     /// latest one; 0 switches snapshots off (docs/order-service.md, "Snapshots").
     pub snapshot_every: u32,
+    /// An order still PENDING this long after it was placed counts as stale (gauge
+    /// `orders_pending_stale`): its saga never started or never ended. `30s`, `5m`, `1h`.
+    #[serde(deserialize_with = "saga_service_kit::duration::deserialize")]
+    pub pending_stale_after: Duration,
+    /// How often the `orders_pending_stale` gauge is refreshed.
+    pub pending_stale_check_ms: u64,
 }
 
 impl Default for OrderSettings {
@@ -87,6 +93,31 @@ impl Default for OrderSettings {
             max_streams: service::DEFAULT_MAX_STREAMS,
             idempotency_key_ttl_secs: service::DEFAULT_KEY_TTL.as_secs(),
             snapshot_every: snapshot::DEFAULT_SNAPSHOT_EVERY,
+            pending_stale_after: Duration::from_secs(300),
+            pending_stale_check_ms: 15_000,
+        }
+    }
+}
+
+/// Keep `orders_pending_stale` (orders PENDING longer than `after`) up to date from the
+/// read model, so it is right across restarts and instances. A failed read is logged and
+/// retried next round.
+async fn run_pending_stale_gauge(
+    pool: PgPool,
+    after: Duration,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match projection::count_pending_older_than(&pool, after).await {
+            Ok(n) => metrics::gauge!("orders_pending_stale").set(n as f64),
+            Err(error) => tracing::warn!(%error, "counting stale pending orders failed"),
         }
     }
 }
@@ -130,6 +161,12 @@ impl App {
         let (pool, ttl) = (runtime.pool().clone(), orders.key_ttl());
         runtime.add_task("idempotency-key-expiry", move |token| async move {
             store::run_key_expiry(pool, ttl, Duration::from_secs(600), token).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let (pool, after) = (runtime.pool().clone(), config.order.pending_stale_after);
+        let every = Duration::from_millis(config.order.pending_stale_check_ms.max(100));
+        runtime.add_task("pending-stale-gauge", move |token| async move {
+            run_pending_stale_gauge(pool, after, every, token).await;
             Ok::<(), std::convert::Infallible>(())
         });
         if config.order.run_projector {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use saga_contracts::ids::{CustomerId, OrderId};
 use saga_contracts::{Currency, Money};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -233,6 +233,51 @@ pub async fn list_by_customer(
     .bind(limit + 1)
     .fetch_all(conn)
     .await?;
+    page_of(&rows, limit)
+}
+
+/// A page of the orders in `status` placed longer than `older_than` ago (optionally of one
+/// customer), oldest first (order ids are UUID v7); `after` is the last order id of the
+/// previous page.
+pub async fn list_by_status(
+    conn: &mut PgConnection,
+    status: OrderStatus,
+    older_than: Option<Duration>,
+    customer_id: Option<&CustomerId>,
+    after: Option<OrderId>,
+    limit: i64,
+) -> Result<(Vec<OrderSummary>, bool), StoreError> {
+    let rows = sqlx::query(
+        "SELECT order_id, customer_id, status, rejection_reason, total_minor, currency, \
+         item_count, version, placed_at, updated_at FROM order_summaries \
+         WHERE status = $1 AND placed_at <= now() - make_interval(secs => $2) \
+         AND ($3::text IS NULL OR customer_id = $3) AND ($4::uuid IS NULL OR order_id > $4) \
+         ORDER BY order_id LIMIT $5",
+    )
+    .bind(status.as_str())
+    .bind(older_than.unwrap_or_default().as_secs_f64())
+    .bind(customer_id.map(ToString::to_string))
+    .bind(after.map(Uuid::from))
+    .bind(limit + 1)
+    .fetch_all(conn)
+    .await?;
+    page_of(&rows, limit)
+}
+
+/// Orders still PENDING although placed longer than `after` ago: their saga never started
+/// or never ended (e.g. an OrderPlaced the orchestrator dead-lettered).
+pub async fn count_pending_older_than(pool: &PgPool, after: Duration) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM order_summaries \
+         WHERE status = $1 AND placed_at <= now() - make_interval(secs => $2)",
+    )
+    .bind(OrderStatus::Pending.as_str())
+    .bind(after.as_secs_f64())
+    .fetch_one(pool)
+    .await?)
+}
+
+fn page_of(rows: &[PgRow], limit: i64) -> Result<(Vec<OrderSummary>, bool), StoreError> {
     let more = rows.len() as i64 > limit;
     let page = rows
         .iter()

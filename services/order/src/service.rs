@@ -241,6 +241,27 @@ impl Orders {
         Ok(projection::list_by_customer(&mut conn, customer_id, after, limit).await?)
     }
 
+    /// Orders in `status` placed longer than `older_than` ago, oldest first (e.g. the
+    /// PENDING orders whose saga never started). With a consistency token as [`Orders::list`].
+    pub async fn list_by_status(
+        &self,
+        status: crate::domain::OrderStatus,
+        older_than: Option<Duration>,
+        customer_id: Option<&CustomerId>,
+        after: Option<OrderId>,
+        limit: i64,
+        token: Option<i64>,
+    ) -> Result<(Vec<OrderSummary>, bool), ServiceError> {
+        if let Some(token) = token {
+            self.wait_for(token).await?;
+        }
+        let mut conn = self.pool.acquire().await?;
+        Ok(
+            projection::list_by_status(&mut conn, status, older_than, customer_id, after, limit)
+                .await?,
+        )
+    }
+
     async fn wait_for(&self, token: i64) -> Result<(), ServiceError> {
         let deadline = tokio::time::Instant::now() + self.read_your_writes_timeout;
         let mut progress = self.projector.progress();

@@ -554,3 +554,280 @@ async fn an_inventory_refusal_of_reserve_fails_the_step_and_the_saga_aborts() {
             .contains("ReserveStock refused")
     );
 }
+
+/// A dead letter as a participant's consumer writes it (headers only matter).
+fn dead_letter(
+    order_id: saga_contracts::OrderId,
+    source: &str,
+    message_type: &str,
+    offset: i64,
+) -> orchestrator_service::dead_letters::DeadLetterNotice {
+    use saga_consumer::dead_letters as dlq;
+    let headers = saga_kafka::headers::HeaderMap::from([
+        (dlq::SOURCE_TOPIC.to_owned(), format!("pfx-{source}")),
+        (dlq::ERROR.to_owned(), "amount does not decode".to_owned()),
+        (dlq::CONSUMER_GROUP.to_owned(), "payment-service".to_owned()),
+        (
+            saga_kafka::headers::MESSAGE_TYPE.to_owned(),
+            message_type.to_owned(),
+        ),
+        (
+            saga_kafka::headers::MESSAGE_ID.to_owned(),
+            uuid::Uuid::now_v7().to_string(),
+        ),
+    ]);
+    orchestrator_service::dead_letters::DeadLetterNotice::from_parts(
+        "pfx-dead-letters",
+        2,
+        offset,
+        Some(&order_id.to_string()),
+        &headers,
+        "pfx-",
+    )
+}
+
+#[tokio::test]
+async fn a_dead_lettered_pending_command_opens_an_incident_that_points_at_the_dead_letter() {
+    use orchestrator_service::dead_letters::DeadLetterOutcome;
+    use saga_contracts::topics;
+    let h = Harness::new(SagaConfig::default()).await;
+    let order_id = saga_at_charge(&h).await;
+    let on = |n| {
+        let h = &h;
+        async move { h.runner().on_dead_letter(&h.pool, &n).await.unwrap() }
+    };
+    // Not what the saga waits on: a command of a step it is past, a reply, another order.
+    let past = dead_letter(order_id, topics::INVENTORY_COMMANDS, "ReserveStock", 5);
+    assert_eq!(on(past).await, DeadLetterOutcome::NotPending);
+    let reply = dead_letter(order_id, topics::PAYMENT_EVENTS, "ChargePayment", 6);
+    assert_eq!(on(reply).await, DeadLetterOutcome::NotPending);
+    let other = dead_letter(
+        saga_contracts::OrderId::new(),
+        topics::PAYMENT_COMMANDS,
+        "ChargePayment",
+        7,
+    );
+    assert_eq!(on(other).await, DeadLetterOutcome::NotPending);
+    assert_eq!(h.saga(order_id).await.state, "running");
+
+    // The pending ChargePayment: an incident that points at the dead letter, no re-sends.
+    let letter = dead_letter(order_id, topics::PAYMENT_COMMANDS, "ChargePayment", 8);
+    assert_eq!(on(letter.clone()).await, DeadLetterOutcome::IncidentOpened);
+    let saga = h.saga(order_id).await;
+    assert_eq!(saga.state, "incident");
+    assert_eq!((saga.next_retry_at, saga.deadline_at), (None, None));
+    let incident = orchestrator_service::store::latest_incident(&h.pool, saga.saga_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(incident.cause, "dead_lettered");
+    assert_eq!(incident.step.as_deref(), Some("charge_payment"));
+    assert_eq!(incident.command.as_deref(), Some("ChargePayment"));
+    assert!(
+        incident.error.contains("amount does not decode"),
+        "{}",
+        incident.error
+    );
+    let dl = incident.dead_letter.expect("the dead letter");
+    assert_eq!(dl["topic"], "pfx-dead-letters");
+    assert_eq!(
+        (dl["partition"].as_i64(), dl["offset"].as_i64()),
+        (Some(2), Some(8))
+    );
+    assert_eq!(dl["source_topic"], topics::PAYMENT_COMMANDS);
+    assert_eq!(dl["error"], "amount does not decode");
+    // Read twice (a restart before the offset commit, a second instance): nothing new.
+    assert_eq!(on(letter).await, DeadLetterOutcome::AlreadyRecorded);
+
+    // Retry once the cause is fixed: the command is sent again and the saga runs on.
+    let sent = h.outbox().await.len();
+    let after = h
+        .runner()
+        .operate(
+            &h.pool,
+            order_id.into_uuid(),
+            OperatorAction::Retry,
+            "fixed the decoder",
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.state, "running");
+    let out = h.outbox().await;
+    assert_eq!(out.len(), sent + 1);
+    let charge: PaymentCommand = h.decode(out.last().unwrap()).await;
+    assert!(matches!(charge, PaymentCommand::ChargePayment(_)));
+    // The old letter read once more after the retry still changes nothing.
+    let again = dead_letter(order_id, topics::PAYMENT_COMMANDS, "ChargePayment", 8);
+    assert_eq!(on(again).await, DeadLetterOutcome::AlreadyRecorded);
+}
+
+/// Feed every reply of the happy path: the saga ends completed.
+async fn completed_saga(h: &Harness) -> saga_contracts::OrderId {
+    use saga_contracts::{ShippingCommand, ShippingEvent};
+    let placed = order_placed();
+    h.order_event(OrderEvent::OrderPlaced(placed.clone())).await;
+    let reserve = h.last_command().await;
+    h.inventory_event(InventoryEvent::StockReserved(stock_reserved(&reserve)))
+        .await;
+    let charge = h.last_command().await;
+    h.payment_event(PaymentEvent::PaymentCharged(payment_charged(
+        &charge,
+        placed.total,
+    )))
+    .await;
+    let schedule: ShippingCommand = h.decode(&h.last_command_row().await).await;
+    h.shipping_event(ShippingEvent::ShipmentScheduled(shipment_scheduled(
+        schedule.meta(),
+    )))
+    .await;
+    let approve = h.last_command().await;
+    h.order_event(OrderEvent::OrderApproved(order_approved(&approve)))
+        .await;
+    assert_eq!(h.saga(placed.meta.order_id).await.state, "completed");
+    placed.meta.order_id
+}
+
+#[tokio::test]
+async fn each_operator_action_on_each_state_applies_or_is_refused() {
+    use OperatorAction::{Abort, Retry, Skip};
+    use orchestrator_service::OperateError;
+    let h = Harness::new(fast_deadline()).await;
+    let op = |id: saga_contracts::OrderId, a: OperatorAction| {
+        let h = &h;
+        async move {
+            h.runner()
+                .operate(&h.pool, id.into_uuid(), a, "why")
+                .await
+                .map(|r| r.state)
+        }
+    };
+    let refused =
+        |r: Result<String, OperateError>| matches!(r, Err(OperateError::NotApplicable(_)));
+    let hr = &h;
+    let last_type = move || async move { hr.outbox().await.last().unwrap().message_type.clone() };
+
+    // Incident that stood compensating (an undo refused for good): abort does not apply,
+    // skip goes on unwinding. (Retry: a_refused_undo_retried_after_the_cause_is_fixed...)
+    // First, because it runs the due round that would time out the sagas below.
+    let id = saga_with_refused_undo(&h).await;
+    assert!(refused(op(id, Abort).await));
+    assert_eq!(
+        h.saga(id).await.state,
+        "incident",
+        "a refusal changes nothing"
+    );
+    assert_eq!(op(id, Skip).await.unwrap(), "compensating");
+
+    // Running (at charge_payment): skip does not apply; retry re-sends; abort compensates.
+    let id = saga_at_charge(&h).await;
+    assert!(refused(op(id, Skip).await));
+    assert_eq!(op(id, Retry).await.unwrap(), "running");
+    assert_eq!(last_type().await, "ChargePayment");
+    assert_eq!(op(id, Abort).await.unwrap(), "compensating");
+    assert_eq!(last_type().await, "RefundPayment");
+    // Compensating: abort does not apply; retry re-sends the undo; skip marks it done.
+    assert!(refused(op(id, Abort).await));
+    assert_eq!(op(id, Retry).await.unwrap(), "compensating");
+    assert_eq!(last_type().await, "RefundPayment");
+    assert_eq!(op(id, Skip).await.unwrap(), "compensating");
+    assert_eq!(last_type().await, "ReleaseStock");
+    assert_eq!(op(id, Skip).await.unwrap(), "aborting");
+    assert_eq!(last_type().await, "RejectOrder");
+    // Aborting (the order's RejectOrder pending): abort does not apply; retry re-sends it;
+    // skip ends the saga.
+    assert!(refused(op(id, Abort).await));
+    assert_eq!(op(id, Retry).await.unwrap(), "aborting");
+    assert_eq!(last_type().await, "RejectOrder");
+    assert_eq!(op(id, Skip).await.unwrap(), "aborted");
+    // Aborted and completed: nothing applies.
+    let done = completed_saga(&h).await;
+    for a in [Retry, Skip, Abort] {
+        assert!(refused(op(id, a).await), "{a:?} on aborted");
+        assert!(refused(op(done, a).await), "{a:?} on completed");
+    }
+
+    // Incident that stood running (its command dead-lettered): skip does not apply; retry
+    // resumes running; abort compensates.
+    let stuck = move |offset| async move {
+        let id = saga_at_charge(hr).await;
+        let letter = dead_letter(
+            id,
+            saga_contracts::topics::PAYMENT_COMMANDS,
+            "ChargePayment",
+            offset,
+        );
+        hr.runner().on_dead_letter(&hr.pool, &letter).await.unwrap();
+        assert_eq!(hr.saga(id).await.state, "incident");
+        id
+    };
+    let id = stuck(1).await;
+    assert!(refused(op(id, Skip).await));
+    assert_eq!(op(id, Retry).await.unwrap(), "running");
+    let id = stuck(2).await;
+    assert_eq!(op(id, Abort).await.unwrap(), "compensating");
+    assert_eq!(last_type().await, "RefundPayment");
+
+    // Unknown saga: not found.
+    let unknown = op(saga_contracts::OrderId::new(), Retry).await;
+    assert!(
+        matches!(unknown, Err(OperateError::NotFound(_))),
+        "{unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_gauges_count_open_incidents_and_the_oldest_pending_step_age() {
+    use orchestrator_service::store;
+    let h = Harness::new(fast_deadline()).await;
+    // First: it runs the due round, which would time out the saga below.
+    let stuck = saga_with_refused_undo(&h).await;
+    let waiting = saga_at_charge(&h).await;
+    sqlx::query("UPDATE sagas SET step_started_at = now() - interval '1 hour' WHERE order_id = $1")
+        .bind(waiting.into_uuid())
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(store::count_open_incidents(&h.pool).await.unwrap(), 1);
+    let ages = store::oldest_pending_by_step(&h.pool).await.unwrap();
+    let charge = ages
+        .iter()
+        .find(|(step, _)| step == "charge_payment")
+        .map(|(_, age)| *age);
+    assert!(charge.is_some_and(|a| a >= 3600.0), "{ages:?}");
+    assert_eq!(ages.len(), 1, "the incident waits on nobody: {ages:?}");
+
+    // The gauges are published under these names on /metrics.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(saga_service_kit::http::serve(
+        listener,
+        saga_service_kit::http::metrics_router(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    h.runner().refresh_gauge(&h.pool).await.unwrap();
+    let page = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "saga_open_incidents",
+        "saga_oldest_pending_step_age_seconds{step=\"charge_payment\"}",
+        "sagas{state=\"incident\"}",
+    ] {
+        assert!(page.contains(name), "{name} not in:\n{page}");
+    }
+
+    // Resolved: no open incident any more.
+    h.runner()
+        .operate(
+            &h.pool,
+            stuck.into_uuid(),
+            OperatorAction::Skip,
+            "refunded by hand",
+        )
+        .await
+        .unwrap();
+    assert_eq!(store::count_open_incidents(&h.pool).await.unwrap(), 0);
+}

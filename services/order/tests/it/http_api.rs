@@ -378,3 +378,81 @@ async fn idempotency_keys_expire_after_their_ttl() {
         .unwrap();
     assert_eq!(left, ["young-key"]);
 }
+
+#[tokio::test]
+async fn pending_orders_older_than_a_duration_are_listed_and_counted_as_stale() {
+    use std::time::Duration;
+    let app = start().await;
+    app.put_price("SKU-1", 100, "EUR").await;
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    for customer in ["cust-old", "cust-new"] {
+        let r = app
+            .post_order(&order_body(customer, &[("SKU-1", 1)]), None)
+            .await;
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        token = body["consistency_token"].as_str().unwrap().to_owned();
+        ids.push(body["order_id"].as_str().unwrap().to_owned());
+    }
+    // Both are in the read model; the first was placed an hour ago.
+    let (status, _) = app
+        .get_json(&format!("/orders?status=PENDING&consistency_token={token}"))
+        .await;
+    assert_eq!(status, 200);
+    sqlx::query("UPDATE order_summaries SET placed_at = now() - interval '1 hour' WHERE order_id = $1::uuid")
+        .bind(&ids[0])
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let listed = |path: String| {
+        let app = &app;
+        async move {
+            let (status, page) = app.get_json(&path).await;
+            assert_eq!(status, 200, "{path}: {page}");
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["order_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed("/orders?status=PENDING&older_than=30s".into()).await,
+        [ids[0].clone()]
+    );
+    assert_eq!(
+        listed("/orders?status=PENDING&older_than=2h".into()).await,
+        Vec::<String>::new()
+    );
+    // Oldest first without older_than; one customer's; other statuses.
+    assert_eq!(listed("/orders?status=PENDING".into()).await, ids);
+    assert_eq!(
+        listed("/orders?status=PENDING&older_than=0s&customer_id=cust-new".into()).await,
+        [ids[1].clone()]
+    );
+    assert!(listed("/orders?status=APPROVED".into()).await.is_empty());
+    let first = listed("/orders?status=PENDING&limit=1".into()).await;
+    assert_eq!(first, [ids[0].clone()]);
+    let next = listed(format!("/orders?status=PENDING&limit=1&after={}", ids[0])).await;
+    assert_eq!(next, [ids[1].clone()]);
+
+    assert_eq!(
+        order_service::projection::count_pending_older_than(&app.pool, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        1
+    );
+
+    for bad in [
+        "/orders?older_than=30s&customer_id=cust-old",
+        "/orders?status=PENDING&older_than=soon",
+        "/orders?status=LOST",
+        "/orders",
+    ] {
+        let (status, problem) = app.get_json(bad).await;
+        assert_eq!(status, 400, "{bad}: {problem}");
+    }
+}
