@@ -27,7 +27,7 @@ pub use broker::{
 };
 pub use catalog::{SERVICE_DATABASES, ServiceDb, TOPICS, TopicSpec};
 pub use component::{Component, Health, ProcessSpec};
-pub use config::{StackConfig, free_port, workspace_root};
+pub use config::{REGISTRY_USERNAME, StackConfig, free_port, workspace_root};
 pub use error::StackError;
 pub use http_service::HttpService;
 pub use postgres::Postgres;
