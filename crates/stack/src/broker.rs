@@ -109,7 +109,10 @@ pub fn ensure_tansu(bin: &Path) -> Result<(), StackError> {
         // Our own CARGO_TARGET_DIR would make the build fight the workspace build lock.
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
-        .env("CARGO_TERM_PROGRESS_WHEN", "always"))?;
+        // Progress on a pipe (CI, `xtask up` under a log) needs an explicit width: cargo
+        // refuses "always" without one and the build fails before it starts.
+        .env("CARGO_TERM_PROGRESS_WHEN", "always")
+        .env("CARGO_TERM_PROGRESS_WIDTH", "100"))?;
     let built = target.join("release/tansu");
     std::fs::create_dir_all(bin.parent().unwrap_or(root))
         .map_err(StackError::io("create tansu bin dir"))?;
