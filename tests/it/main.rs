@@ -3,10 +3,12 @@
 
 mod api;
 mod concurrency;
+mod console;
 mod crash;
 mod duplicates;
 mod group;
 mod live;
+mod monitoring;
 mod paths;
 mod soak;
 mod support;

@@ -351,7 +351,22 @@ impl Suite {
         );
     }
 
-    /// Start `service` again (after [`Suite::kill`]).
+    /// Stop every instance of `service` (in-process ones drain gracefully, processes are
+    /// killed), so its consumers stop committing; [`Suite::restart`] starts it again.
+    pub async fn stop_service(&mut self, service: Service) {
+        for instance in self.instances.remove(&service).unwrap_or_default() {
+            match instance {
+                Instance::InProcess(i) => {
+                    if let Err(e) = i.stop().await {
+                        panic!("stopping {service:?}: {e}");
+                    }
+                }
+                Instance::Process(mut p) => p.kill().await,
+            }
+        }
+    }
+
+    /// Start `service` again (after [`Suite::kill`] or [`Suite::stop_service`]).
     pub async fn restart(&mut self, service: Service) {
         assert!(
             !self.instances.contains_key(&service),
@@ -794,6 +809,11 @@ fn init_tracing() {
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
+            // The services' recent lines by trace id (`GET /admin/logs`), as in production.
+            .with(
+                saga_service_kit::logs::layer()
                     .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
             )
             .with(

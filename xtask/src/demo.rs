@@ -56,6 +56,7 @@ pub(crate) async fn run(args: &crate::StackArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print_next_steps(&api);
+    print_monitoring(&stack);
     println!(
         "\ndemo took {:.1}s: {:.1}s to build and start the suite, {:.1}s for the sagas",
         started.elapsed().as_secs_f64(),
@@ -415,6 +416,7 @@ async fn finish(api: &Api, p: &Path, order_id: &str, placed_at: Instant) -> anyh
             .unwrap_or_default(),
         check(saga.state == e.saga_state)
     );
+    println!("   console: {}/sagas/{}", api.console, saga.saga_id);
     print_timeline(&saga);
     println!("   side effects:");
     println!(
@@ -501,6 +503,11 @@ fn print_next_steps(api: &Api) {
     let o = &api.order;
     let s = &api.orchestrator;
     println!(
+        "\nOperator console: {console}  (log in with the admin token: .stack/secrets/admin-token)
+  lag per group and partition, sagas and their timelines, dead letters, outbox backlog",
+        console = api.console
+    );
+    println!(
         "\nTry it yourself (the stack keeps running):
   # admin calls (prices, stock, credit) need the stack's admin token
   . .stack/stack.env; AUTH=\"authorization: Bearer $SAGA_ADMIN_TOKEN\"
@@ -519,6 +526,23 @@ fn print_next_steps(api: &Api) {
         inv = api.inventory,
         pay = api.payment,
     );
+}
+
+/// Where lag, metrics and alerts are seen (docs/lag.md), when the stack runs them.
+fn print_monitoring(stack: &Stack) {
+    let env = stack.env();
+    println!("\nMonitoring:");
+    if let Some(url) = &env.prometheus_url {
+        println!("  Prometheus, lag per group:  {url}/graph?g0.expr=kafka_consumergroup_lag_sum");
+        println!("  alerts and their state:     {url}/alerts");
+        println!("  what Prometheus scrapes:    {url}/targets");
+    }
+    if let Some(url) = &env.lag_exporter_url {
+        println!("  lag exporter (JSON):        {url}/lag");
+    }
+    if env.prometheus_url.is_none() && env.lag_exporter_url.is_none() {
+        println!("  (not running: build lag-exporter and install prometheus)");
+    }
 }
 
 /// Short, unique enough per run, and valid in a SKU (`[A-Za-z0-9._-]`).
@@ -611,6 +635,8 @@ struct Api {
     payment: String,
     shipping: String,
     orchestrator: String,
+    /// The operator console: the demo prints each saga's page there.
+    console: String,
 }
 
 /// `Authorization: Bearer <admin token>` on every request: the demo seeds prices, stock
@@ -648,6 +674,7 @@ impl Api {
             payment: url("payment")?,
             shipping: url("shipping")?,
             orchestrator: url("orchestrator")?,
+            console: saga_stack::console_url(cfg),
         })
     }
 

@@ -97,6 +97,10 @@ pub(crate) struct StackArgs {
     kafka_port: u16,
     #[arg(long, env = "SAGA_REGISTRY_PORT", default_value_t = 18081)]
     registry_port: u16,
+    #[arg(long, env = "SAGA_LAG_EXPORTER_PORT", default_value_t = saga_stack::DEFAULT_LAG_EXPORTER_PORT)]
+    lag_exporter_port: u16,
+    #[arg(long, env = "SAGA_PROMETHEUS_PORT", default_value_t = saga_stack::DEFAULT_PROMETHEUS_PORT)]
+    prometheus_port: u16,
     /// tansu binary; built there (cargo install, pinned version) when absent.
     #[arg(long, env = "SAGA_TANSU_BIN")]
     tansu_bin: Option<PathBuf>,
@@ -122,6 +126,8 @@ impl StackArgs {
         cfg.pg_port = self.pg_port;
         cfg.kafka_port = self.kafka_port;
         cfg.registry_port = self.registry_port;
+        cfg.lag_exporter_port = self.lag_exporter_port;
+        cfg.prometheus_port = self.prometheus_port;
         if let Some(bin) = &self.tansu_bin {
             cfg.tansu_bin = bin.clone();
         }

@@ -204,6 +204,31 @@ impl Codec {
         T::from_avro(&full_name, value)
     }
 
+    /// Decode any payload in the wire format through the registry, whatever its topic: the
+    /// writer schema's full name and the value as JSON. For tools that show messages (the
+    /// operator console's dead letters), not for handlers, which want typed messages.
+    pub async fn decode_json(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(u32, String, serde_json::Value), DecodeError> {
+        let (id, body) = split_header(bytes)?;
+        let writer = self.inner.decoder.get_schema(id).await.map_err(|e| {
+            let err = decode_registry_error(id, &e);
+            if err.is_transient() {
+                self.inner.decoder.remove_errors_from_cache();
+            }
+            err
+        })?;
+        let name = match &writer.parsed {
+            Schema::Record(r) => r.name.fullname(None),
+            other => format!("{:?}", apache_avro::schema::SchemaKind::from(other)),
+        };
+        let value = decode_body(&writer.parsed, bytes.len(), body)?;
+        let json = serde_json::Value::try_from(value)
+            .map_err(|e| DecodeError::InvalidAvro(e.to_string()))?;
+        Ok((id, name, json))
+    }
+
     /// Register the schema of every message type (at service start). A schema the registry
     /// refuses is an error naming the subject and the registry's message.
     pub async fn register_all(&self) -> Result<(), RegistryError> {

@@ -173,7 +173,8 @@ impl Runtime {
         ));
     }
 
-    /// Runs the HTTP server (`router` plus health and metrics), the relay and every added
+    /// Runs the HTTP server (`router` plus health, metrics and the admin `GET /admin/logs`
+    /// of [`saga_service_kit::logs`]), the relay and every added
     /// part until `shutdown` is cancelled or one of them fails (which stops the others).
     pub async fn run(
         self,
@@ -196,7 +197,8 @@ impl Runtime {
                     "database",
                     kit_http::db_check(self.pool.clone()),
                 )]))
-                .merge(kit_http::metrics_router());
+                .merge(kit_http::metrics_router())
+                .merge(self.admin.protect(saga_service_kit::logs::admin_router()));
             tasks.spawn(
                 "http",
                 kit_http::serve(self.listener, router, token.clone()),

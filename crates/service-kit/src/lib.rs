@@ -1,6 +1,6 @@
 //! Service plumbing shared by every service of the suite: layered configuration, telemetry,
 //! the shutdown token, the Postgres pool with merged migrations, the HTTP server with health
-//! and metrics endpoints, and RFC 9457 problem responses.
+//! and metrics endpoints, the recent log lines by trace id, and RFC 9457 problem responses.
 //!
 //! A service's `main.rs` is expected to be: `config::load`, `telemetry::init`,
 //! `shutdown::signal_token`, then its own `App::build(config).await?.run(token).await`.
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod logs;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,5 +1,6 @@
 //! Where the stack lives (data directory, binaries) and which ports it uses.
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,14 @@ pub struct StackConfig {
     pub pg_port: u16,
     pub kafka_port: u16,
     pub registry_port: u16,
+    /// The lag exporter (services/lag-exporter) of [`crate::Stack::suite`].
+    pub lag_exporter_port: u16,
+    /// The stack's own Prometheus of [`crate::Stack::suite`].
+    pub prometheus_port: u16,
+    /// HTTP port of each saga service by component name ([`crate::SAGA_SERVICES`]): the
+    /// documented ports by default, free ones in a private stack so a test can run the
+    /// whole suite beside a running `cargo xtask up`.
+    pub service_ports: BTreeMap<String, u16>,
     /// The tansu binary; built into this path by `ensure_tansu` when absent.
     pub tansu_bin: PathBuf,
     /// Directory with `initdb` and `postgres`; searched for when `None`.
@@ -31,6 +40,9 @@ pub struct StackConfig {
 pub const DEFAULT_PG_PORT: u16 = 55432;
 pub const DEFAULT_KAFKA_PORT: u16 = 19092;
 pub const DEFAULT_REGISTRY_PORT: u16 = 18081;
+pub const DEFAULT_LAG_EXPORTER_PORT: u16 = 18086;
+/// Not Prometheus' usual 9090: a system Prometheus (Debian's package starts one) may hold it.
+pub const DEFAULT_PROMETHEUS_PORT: u16 = 19090;
 
 /// The user name of the schema registry's basic auth (its password is generated).
 pub const REGISTRY_USERNAME: &str = "registry";
@@ -45,6 +57,12 @@ impl StackConfig {
             pg_port: DEFAULT_PG_PORT,
             kafka_port: DEFAULT_KAFKA_PORT,
             registry_port: DEFAULT_REGISTRY_PORT,
+            lag_exporter_port: DEFAULT_LAG_EXPORTER_PORT,
+            prometheus_port: DEFAULT_PROMETHEUS_PORT,
+            service_ports: crate::SAGA_SERVICES
+                .iter()
+                .map(|s| (s.name.to_owned(), s.port))
+                .collect(),
             tansu_bin: default_tansu_bin(),
             pg_bin_dir: None,
             target_dir: default_target_dir(&root),
@@ -55,13 +73,23 @@ impl StackConfig {
 
     /// A stack in `data_dir` on free loopback ports, for tests and `xtask test`.
     pub fn private(data_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
-        Ok(Self {
+        let mut cfg = Self {
             data_dir: data_dir.into(),
             pg_port: free_port()?,
             kafka_port: free_port()?,
             registry_port: free_port()?,
+            lag_exporter_port: free_port()?,
+            prometheus_port: free_port()?,
+            service_ports: crate::SAGA_SERVICES
+                .iter()
+                .map(|s| Ok((s.name.to_owned(), free_port()?)))
+                .collect::<std::io::Result<_>>()?,
             ..Self::defaults()
-        })
+        };
+        // The operator console (not a saga service) gets its free port here too.
+        cfg.service_ports
+            .insert(crate::services::CONSOLE_BIN.to_owned(), free_port()?);
+        Ok(cfg)
     }
 
     /// Superuser URL of the stack's PostgreSQL.
@@ -116,6 +144,19 @@ impl StackConfig {
 
     pub fn registry_url(&self) -> String {
         format!("http://{}:{}", self.host, self.registry_port)
+    }
+
+    /// The HTTP port of a saga service (by component name) in this stack.
+    pub fn service_port(&self, name: &str) -> Option<u16> {
+        self.service_ports.get(name).copied()
+    }
+
+    pub fn lag_exporter_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.lag_exporter_port)
+    }
+
+    pub fn prometheus_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.prometheus_port)
     }
 
     pub fn run_dir(&self) -> PathBuf {

@@ -32,6 +32,7 @@ pub struct HttpService {
     database: Option<String>,
     admin_token: bool,
     registry_auth: Option<RegistryAuth>,
+    registry: bool,
     env: Vec<(String, String)>,
 }
 
@@ -53,6 +54,7 @@ impl HttpService {
             database: None,
             admin_token: false,
             registry_auth: None,
+            registry: true,
             env: Vec::new(),
         }
     }
@@ -88,6 +90,18 @@ impl HttpService {
         self
     }
 
+    /// No `APP_REGISTRY__URL`: for a binary without a `registry` section (the lag exporter),
+    /// whose configuration refuses unknown keys.
+    pub fn without_registry(mut self) -> Self {
+        self.registry = false;
+        self
+    }
+
+    /// The port it listens on.
+    pub fn listen_port(&self) -> u16 {
+        self.port
+    }
+
     /// An extra environment variable (e.g. `APP_` settings specific to the service).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
@@ -120,8 +134,10 @@ impl Component for HttpService {
         let mut spec = ProcessSpec::new(cfg.workspace_bin(&self.bin))
             .env("APP_HTTP__LISTEN", format!("{}:{}", cfg.host, self.port))
             .env("APP_KAFKA__BOOTSTRAP_SERVERS", cfg.kafka_bootstrap())
-            .env("APP_REGISTRY__URL", cfg.registry_url())
             .port(self.port);
+        if self.registry {
+            spec = spec.env("APP_REGISTRY__URL", cfg.registry_url());
+        }
         if let Some(db) = &self.database {
             let db = SERVICE_DATABASES
                 .iter()

@@ -17,6 +17,7 @@ mod error;
 mod http_service;
 mod postgres;
 mod process;
+mod prometheus;
 pub mod proof;
 mod services;
 mod supervisor;
@@ -27,11 +28,18 @@ pub use broker::{
 };
 pub use catalog::{SERVICE_DATABASES, ServiceDb, TOPICS, TopicSpec};
 pub use component::{Component, Health, ProcessSpec};
-pub use config::{REGISTRY_USERNAME, StackConfig, free_port, workspace_root};
+pub use config::{
+    DEFAULT_LAG_EXPORTER_PORT, DEFAULT_PROMETHEUS_PORT, REGISTRY_USERNAME, StackConfig, free_port,
+    workspace_root,
+};
 pub use error::StackError;
 pub use http_service::HttpService;
 pub use postgres::Postgres;
 pub use process::{ProcessState, is_alive};
-pub use services::{SAGA_SERVICES, SagaService, SuiteOptions, suite_binaries};
+pub use prometheus::{Prometheus, ScrapeTarget};
+pub use services::{
+    CONSOLE_PORT, LAG_EXPORTER_BIN, SAGA_SERVICES, SagaService, SuiteOptions, console_url,
+    lag_exporter, suite_binaries, suite_consumer_groups, suite_prometheus,
+};
 pub use supervisor::{ComponentStatus, Stack, StackEnv, UpOutcome};
 pub use topics::{Topics, create_topics};

@@ -2,12 +2,16 @@
 //! databases and consumer groups, and the `APP_*` environment the local stack gives them.
 //!
 //! [`Stack::suite`] is the stack `cargo xtask up` runs: the infrastructure of [`Stack::new`]
-//! (postgres, broker, topics, schema registry), then these five. Test harnesses keep using
-//! [`Stack::new`]: they start services of their own on fresh databases.
+//! (postgres, broker, topics, schema registry), then these five, then the monitoring: the
+//! lag exporter and Prometheus. Test harnesses mostly keep using [`Stack::new`]: they start
+//! services of their own on fresh databases.
+
+use std::time::Duration;
 
 use crate::catalog::SERVICE_DATABASES;
 use crate::config::StackConfig;
 use crate::http_service::HttpService;
+use crate::prometheus::{Prometheus, ScrapeTarget};
 use crate::supervisor::Stack;
 
 /// One saga service: its stack component name, its cargo package (= binary), where it
@@ -69,11 +73,76 @@ pub const SAGA_SERVICES: &[SagaService] = &[
     },
 ];
 
-/// Every binary `up` needs built: the registry and the five services.
+/// Every binary `up` needs built: the registry, the five services, the lag exporter and
+/// the console.
 pub fn suite_binaries() -> Vec<&'static str> {
     std::iter::once("schema-registry")
         .chain(SAGA_SERVICES.iter().map(|s| s.bin))
+        .chain([LAG_EXPORTER_BIN, CONSOLE_BIN])
         .collect()
+}
+
+/// Cargo package and binary of services/lag-exporter; also its component name.
+pub const LAG_EXPORTER_BIN: &str = "lag-exporter";
+
+/// Every consumer group of the suite's services as the local stack configures them. The
+/// lag exporter is given this list: tansu's ListGroups does not answer groups whose members
+/// only `assign()` and commit, which is what the services do on the local stack (see
+/// docs/lag.md). The orchestrator runs one consumer per topic it reads (`<group>.<topic>`),
+/// shipping a second one on order.events (`<group>.order-events`).
+pub fn suite_consumer_groups() -> Vec<String> {
+    let mut groups = Vec::new();
+    for svc in SAGA_SERVICES {
+        match svc.name {
+            "orchestrator" => groups.extend(
+                [
+                    "order.events",
+                    "inventory.events",
+                    "payment.events",
+                    "shipping.events",
+                ]
+                .map(|topic| format!("{}.{topic}", svc.group_id)),
+            ),
+            "shipping" => {
+                groups.push(svc.group_id.to_owned());
+                groups.push(format!("{}.order-events", svc.group_id));
+            }
+            _ => groups.push(svc.group_id.to_owned()),
+        }
+    }
+    groups
+}
+
+/// The operator console (services/console, docs/console.md): component name and binary.
+pub const CONSOLE_BIN: &str = "console";
+/// Its default port (a private stack gives it a free one in `service_ports`).
+pub const CONSOLE_PORT: u16 = 18087;
+
+fn console_port(cfg: &StackConfig) -> u16 {
+    cfg.service_port(CONSOLE_BIN).unwrap_or(CONSOLE_PORT)
+}
+
+/// `http://host:port` of the console in a stack.
+pub fn console_url(cfg: &StackConfig) -> String {
+    format!("http://{}:{}", cfg.host, console_port(cfg))
+}
+
+/// The console as a stack component: the stack's admin token (operators log in with it, and
+/// it calls the services' admin routes with it), every service's URL, the exporter and
+/// Prometheus.
+pub fn console_component(cfg: &StackConfig) -> HttpService {
+    let mut svc = HttpService::new(CONSOLE_BIN, CONSOLE_BIN, console_port(cfg))
+        .admin_token()
+        .env("APP_CONSOLE__EXPORTER_URL", cfg.lag_exporter_url())
+        .env("APP_CONSOLE__PROMETHEUS_URL", cfg.prometheus_url())
+        .env("NO_COLOR", "1");
+    for service in SAGA_SERVICES {
+        svc = svc.env(
+            format!("APP_CONSOLE__SERVICES__{}", service.name.to_uppercase()),
+            service.url(cfg),
+        );
+    }
+    svc
 }
 
 /// Settings of the services in the local stack that users may want to change.
@@ -88,6 +157,13 @@ pub struct SuiteOptions {
     pub served_countries: Vec<String>,
     /// `RUST_LOG` of the services.
     pub log_filter: String,
+    /// How often Prometheus scrapes and evaluates the alert rules.
+    pub scrape_interval: Duration,
+    /// The lag exporter's poll interval (`lag.poll_interval_ms`).
+    pub lag_poll_interval: Duration,
+    /// The lag exporter's `lag.stall_after_secs`: lag with no commit this long is STALLED
+    /// (and the ConsumerGroupStalled alert pending).
+    pub lag_stall_after: Duration,
 }
 
 impl Default for SuiteOptions {
@@ -96,6 +172,9 @@ impl Default for SuiteOptions {
             fetch_wait_max_ms: crate::SUITE_FETCH_WAIT_MS,
             served_countries: ["DE", "FR", "NL", "GB", "US"].map(String::from).to_vec(),
             log_filter: "info".to_owned(),
+            scrape_interval: Duration::from_secs(5),
+            lag_poll_interval: Duration::from_secs(2),
+            lag_stall_after: Duration::from_secs(30),
         }
     }
 }
@@ -106,19 +185,24 @@ impl SagaService {
         SAGA_SERVICES.iter().find(|s| s.name == name)
     }
 
+    /// Its HTTP port in a stack: [`StackConfig::service_ports`], else the default.
+    pub fn port_in(&self, cfg: &StackConfig) -> u16 {
+        cfg.service_port(self.name).unwrap_or(self.port)
+    }
+
     /// `http://host:port` of this service in a stack.
     pub fn url(&self, cfg: &StackConfig) -> String {
-        format!("http://{}:{}", cfg.host, self.port)
+        format!("http://{}:{}", cfg.host, self.port_in(cfg))
     }
 
     /// This service as a stack component with the local stack's environment.
-    pub fn component(&self, opts: &SuiteOptions) -> HttpService {
+    pub fn component(&self, cfg: &StackConfig, opts: &SuiteOptions) -> HttpService {
         debug_assert!(
             SERVICE_DATABASES
                 .iter()
                 .any(|d| d.database == self.database)
         );
-        let mut svc = HttpService::new(self.name, self.bin, self.port)
+        let mut svc = HttpService::new(self.name, self.bin, self.port_in(cfg))
             .database(self.database)
             .admin_token()
             .registry_client()
@@ -155,12 +239,63 @@ fn json_string_list(items: &[String]) -> String {
     format!("[{}]", quoted.join(","))
 }
 
+/// The lag exporter of the suite: every group of [`suite_consumer_groups`] besides the ones
+/// ListGroups finds, no registry (it reads offsets, not payloads).
+pub fn lag_exporter(cfg: &StackConfig, opts: &SuiteOptions) -> HttpService {
+    HttpService::new(LAG_EXPORTER_BIN, LAG_EXPORTER_BIN, cfg.lag_exporter_port)
+        .without_registry()
+        .env(
+            "APP_LAG__GROUPS",
+            json_string_list(&suite_consumer_groups()),
+        )
+        .env(
+            "APP_LAG__POLL_INTERVAL_MS",
+            opts.lag_poll_interval.as_millis().to_string(),
+        )
+        .env(
+            "APP_LAG__STALL_AFTER_SECS",
+            opts.lag_stall_after.as_secs_f64().to_string(),
+        )
+        .env("RUST_LOG", &opts.log_filter)
+        .env("NO_COLOR", "1")
+}
+
+/// Prometheus scraping the registry, the five services (job `saga-services`, label
+/// `service`) and the lag exporter (job `lag-exporter`), as docker-compose's does.
+pub fn suite_prometheus(cfg: &StackConfig, opts: &SuiteOptions) -> Prometheus {
+    let mut targets = vec![ScrapeTarget::new(
+        "saga-services",
+        "schema-registry",
+        cfg.registry_port,
+    )];
+    targets.extend(
+        SAGA_SERVICES
+            .iter()
+            .map(|s| ScrapeTarget::new("saga-services", s.name, s.port_in(cfg))),
+    );
+    targets.push(ScrapeTarget::new(
+        LAG_EXPORTER_BIN,
+        LAG_EXPORTER_BIN,
+        cfg.lag_exporter_port,
+    ));
+    Prometheus::new(targets).scrape_interval(opts.scrape_interval)
+}
+
 impl Stack {
-    /// The whole suite: the infrastructure of [`Stack::new`], then the five saga services.
+    /// The whole suite: the infrastructure of [`Stack::new`], the five saga services, the
+    /// lag exporter, Prometheus and the operator console.
     pub fn suite(cfg: StackConfig, opts: &SuiteOptions) -> Stack {
-        SAGA_SERVICES.iter().fold(Stack::new(cfg), |stack, svc| {
-            stack.push(svc.component(opts))
-        })
+        let exporter = lag_exporter(&cfg, opts);
+        let prometheus = suite_prometheus(&cfg, opts);
+        let console = console_component(&cfg);
+        SAGA_SERVICES
+            .iter()
+            .fold(Stack::new(cfg.clone()), |stack, svc| {
+                stack.push(svc.component(&cfg, opts))
+            })
+            .push(exporter)
+            .push(prometheus)
+            .push(console)
     }
 }
 
@@ -180,9 +315,35 @@ mod tests {
         }
         let mut ports: Vec<u16> = SAGA_SERVICES.iter().map(|s| s.port).collect();
         ports.push(crate::config::DEFAULT_REGISTRY_PORT);
+        ports.push(crate::config::DEFAULT_LAG_EXPORTER_PORT);
+        ports.push(crate::config::DEFAULT_PROMETHEUS_PORT);
         ports.sort_unstable();
         ports.dedup();
-        assert_eq!(ports.len(), SAGA_SERVICES.len() + 1);
+        assert_eq!(ports.len(), SAGA_SERVICES.len() + 3);
+    }
+
+    #[test]
+    fn the_exporter_is_told_every_group_of_the_suite_without_a_registry() {
+        let groups = suite_consumer_groups();
+        for group in [
+            "order-service",
+            "inventory-service",
+            "payment-service",
+            "shipping-service",
+            "shipping-service.order-events",
+            "orchestrator.order.events",
+            "orchestrator.shipping.events",
+        ] {
+            assert!(groups.iter().any(|g| g == group), "{group} missing");
+        }
+        let cfg = StackConfig::defaults();
+        let spec = lag_exporter(&cfg, &SuiteOptions::default())
+            .process(&cfg)
+            .unwrap()
+            .unwrap();
+        assert!(spec.env.iter().all(|(k, _)| k != "APP_REGISTRY__URL"));
+        let listen = spec.env.iter().find(|(k, _)| k == "APP_HTTP__LISTEN");
+        assert_eq!(listen.unwrap().1, "127.0.0.1:18086");
     }
 
     #[test]
@@ -205,12 +366,15 @@ mod tests {
                 "inventory",
                 "payment",
                 "shipping",
-                "orchestrator"
+                "orchestrator",
+                "lag-exporter",
+                "prometheus",
+                "console"
             ]
         );
         let shipping = SagaService::named("shipping")
             .unwrap()
-            .component(&SuiteOptions::default());
+            .component(&cfg, &SuiteOptions::default());
         let spec = shipping.process(&cfg).unwrap().unwrap();
         let env = |key: &str| {
             spec.env

@@ -51,6 +51,10 @@ pub struct StackEnv {
     pub registry_password: Option<String>,
     /// The services' admin token (`SAGA_ADMIN_TOKEN`), when it could be read or created.
     pub admin_token: Option<String>,
+    /// `SAGA_LAG_EXPORTER_URL`, when the stack has the lag exporter.
+    pub lag_exporter_url: Option<String>,
+    /// `SAGA_PROMETHEUS_URL`, when the stack has Prometheus.
+    pub prometheus_url: Option<String>,
 }
 
 impl StackEnv {
@@ -68,6 +72,12 @@ impl StackEnv {
         }
         if let Some(token) = &self.admin_token {
             vars.push(("SAGA_ADMIN_TOKEN", token.clone()));
+        }
+        if let Some(url) = &self.lag_exporter_url {
+            vars.push(("SAGA_LAG_EXPORTER_URL", url.clone()));
+        }
+        if let Some(url) = &self.prometheus_url {
+            vars.push(("SAGA_PROMETHEUS_URL", url.clone()));
         }
         vars
     }
@@ -356,16 +366,19 @@ impl Stack {
 
     /// The variables tests and services use to reach this stack.
     pub fn env(&self) -> StackEnv {
-        let registry_up = self
-            .components
-            .iter()
-            .any(|c| c.name() == "schema-registry" && c.disabled_reason(&self.cfg).is_none());
+        let enabled = |name: &str| {
+            self.components
+                .iter()
+                .any(|c| c.name() == name && c.disabled_reason(&self.cfg).is_none())
+        };
         StackEnv {
             pg_url: self.cfg.pg_admin_url(),
             kafka_bootstrap: self.cfg.kafka_bootstrap(),
-            registry_url: registry_up.then(|| self.cfg.registry_url()),
+            registry_url: enabled("schema-registry").then(|| self.cfg.registry_url()),
             registry_password: self.cfg.registry_password().ok(),
             admin_token: self.cfg.admin_token().ok(),
+            lag_exporter_url: enabled(crate::LAG_EXPORTER_BIN).then(|| self.cfg.lag_exporter_url()),
+            prometheus_url: enabled("prometheus").then(|| self.cfg.prometheus_url()),
         }
     }
 

@@ -29,6 +29,8 @@ pub enum TestkitError {
     Kafka(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("not built (cargo build -p each): {0}")]
+    NotBuilt(String),
 }
 
 /// The stack every test of one test process shares.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 
-use saga_stack::{Stack, StackConfig};
+use saga_stack::{Stack, StackConfig, SuiteOptions};
 
 use crate::TestkitError;
 
@@ -25,6 +25,24 @@ impl PrivateStack {
     /// The full suite stack (`Stack::new`), as `cargo xtask up` would start it.
     pub async fn start() -> Result<Self, TestkitError> {
         Self::start_with(Stack::new).await
+    }
+
+    /// The whole suite as `cargo xtask up` runs it (services as processes, the lag exporter,
+    /// Prometheus), on free ports. Every binary of [`saga_stack::suite_binaries`] must be
+    /// built in the target directory (`cargo build -p ...`): a missing one is an error here,
+    /// not a silently skipped component.
+    pub async fn start_suite(opts: &SuiteOptions) -> Result<Self, TestkitError> {
+        let probe = Stack::suite(StackConfig::defaults(), opts);
+        let cfg = probe.config();
+        let missing: Vec<String> = saga_stack::suite_binaries()
+            .into_iter()
+            .filter(|bin| !cfg.workspace_bin(bin).exists())
+            .map(str::to_owned)
+            .collect();
+        if !missing.is_empty() {
+            return Err(TestkitError::NotBuilt(missing.join(", ")));
+        }
+        Self::start_with(|cfg| Stack::suite(cfg, opts)).await
     }
 
     /// A stack assembled by `build` from a private config, e.g. only the broker.
