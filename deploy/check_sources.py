@@ -8,7 +8,8 @@ Checks:
   * deploy/postgres/init.sql creates exactly the roles and databases of
     crates/stack/src/catalog.rs (SERVICE_DATABASES), revokes CONNECT from PUBLIC on
     `postgres` and on each database, and is the file the local stack runs.
-  * deploy/kafka/create-topics.sh creates exactly the topics of saga_contracts::topics with
+  * deploy/kafka/create-topics.sh and crates/stack/src/catalog.rs (TOPICS) name exactly the
+    topics of saga_contracts::topics; create-topics.sh creates them with
     saga_kafka::DEFAULT_PARTITIONS, and compose's kafka-init asks for that count.
   * every docker-compose service built from deploy/Dockerfile names an existing target, the
     Dockerfile copies each package's real binary name (Cargo.toml), and the HTTP port of
@@ -53,9 +54,9 @@ def check_postgres() -> None:
         return
     expected = ["REVOKE CONNECT ON DATABASE postgres FROM PUBLIC"]
     for _component, db, role in dbs:
-        # The macro sets password = role.
+        # No password in the file: set afterwards from a secret (passwords.sh, the stack).
         expected += [
-            f"CREATE ROLE {role} LOGIN PASSWORD '{role}'",
+            f"CREATE ROLE {role} LOGIN",
             f"CREATE DATABASE {db} OWNER {role}",
             f"REVOKE CONNECT ON DATABASE {db} FROM PUBLIC",
             f"GRANT CONNECT ON DATABASE {db} TO {role}",
@@ -72,6 +73,12 @@ def check_postgres() -> None:
             f"missing {missing}, unexpected {extra}"
             + ("" if missing or extra else " (order differs)")
         )
+    # docker-compose sets every role's password from the environment after init.sql.
+    script = read("deploy/postgres/passwords.sh")
+    in_script = dict(re.findall(r"\[(\w+)\]=\"\$\{(SAGA_DB_PASSWORD_\w+):\?\}\"", script))
+    roles = {role for _c, _db, role in dbs}
+    if set(in_script) != roles:
+        err(f"deploy/postgres/passwords.sh sets {sorted(in_script)}, the catalogue has {sorted(roles)}")
     # The local stack runs this very file (one source for both).
     if 'include_str!("../../../deploy/postgres/init.sql")' not in read("crates/stack/src/postgres.rs"):
         err("crates/stack/src/postgres.rs no longer runs deploy/postgres/init.sql")
@@ -92,6 +99,10 @@ def check_topics(compose: dict) -> None:
     listed = block.group(1).split() if block else []
     if sorted(listed) != sorted(expected):
         err(f"create-topics.sh lists {listed}, the contracts define {expected}")
+    # The local stack spells the same names out (it does not link the contracts crate).
+    stack = re.findall(r'topic\("([^"]+)"\)', read("crates/stack/src/catalog.rs"))
+    if stack != expected:
+        err(f"crates/stack/src/catalog.rs TOPICS lists {stack}, the contracts define {expected}")
     partitions = re.search(r"pub const DEFAULT_PARTITIONS: i32 = (\d+);", read("crates/kafka/src/lib.rs"))
     default = re.search(r'PARTITIONS="\$\{PARTITIONS:-(\d+)\}"', script)
     env = compose["services"]["kafka-init"].get("environment", {})
@@ -248,14 +259,18 @@ def check_services(compose: dict, prometheus: dict) -> None:
         db_url = env.get("APP_DATABASE__URL", "")
         if name != "schema-registry" and "schema-registry:18081" not in env.get("APP_REGISTRY__URL", ""):
             err(f"{name}: APP_REGISTRY__URL does not point at schema-registry:18081")
-        m = re.match(r"postgres://(\w+):(\w+)@postgres:5432/(\w+)$", db_url)
+        m = re.match(r"postgres://(\w+):\$\{(SAGA_DB_PASSWORD_\w+):-[\w-]+\}@postgres:5432/(\w+)$", db_url)
         if not m:
-            err(f"{name}: unexpected APP_DATABASE__URL {db_url!r}")
+            err(f"{name}: unexpected APP_DATABASE__URL {db_url!r} (role:${{SAGA_DB_PASSWORD_X:-default}}@postgres:5432/db)")
         else:
-            role, password, db = m.groups()
+            role, variable, db = m.groups()
             catalog = read("crates/stack/src/catalog.rs")
-            if not re.search(rf'service_db!\("[^"]+",\s*"{db}",\s*"{role}"\)', catalog) or password != role:
+            if not re.search(rf'service_db!\("[^"]+",\s*"{db}",\s*"{role}"\)', catalog):
                 err(f"{name}: {role}@{db} is not a role/database pair of the catalogue")
+            script = dict(re.findall(r"\[(\w+)\]=\"\$\{(SAGA_DB_PASSWORD_\w+):\?\}\"", read("deploy/postgres/passwords.sh")))
+            pg_env = compose["services"]["postgres"].get("environment", {})
+            if script.get(role) != variable or variable not in pg_env:
+                err(f"{name}: {variable} is not the password variable of {role} in passwords.sh and the postgres service")
 
 
 # ------------------------------------------------------------------------------ dashboards

@@ -130,19 +130,43 @@ def apply_init_sql(port: int) -> None:
              str(ROOT / "deploy/postgres/init.sql"))
     if r.returncode != 0:
         raise RuntimeError(f"init.sql failed: {r.stderr}")
-    # Each role reaches its own database and nothing else.
+    # Then the passwords, as the image's entrypoint runs passwords.sh after init.sql, with
+    # the postgres service's compose environment (the documented dev defaults).
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    pg_env = {k: expand(str(v)) for k, v in compose["services"]["postgres"]["environment"].items()}
+    r = subprocess.run(
+        ["bash", str(ROOT / "deploy/postgres/passwords.sh")],
+        env={**os.environ, **pg_env, "PGHOST": "127.0.0.1", "PGPORT": str(port),
+             "PGPASSWORD": SUPERUSER_PASSWORD, "POSTGRES_USER": "postgres"},
+        capture_output=True, text=True,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"passwords.sh failed: {r.stderr}")
+    password = {
+        "order_svc": pg_env["SAGA_DB_PASSWORD_ORDER"],
+        "registry_svc": pg_env["SAGA_DB_PASSWORD_REGISTRY"],
+    }
+    # Each role reaches its own database with its own password, and nothing else.
     checks = [
-        ("order_svc", "order_db", True),
-        ("order_svc", "payment_db", False),
-        ("order_svc", "postgres", False),
-        ("registry_svc", "registry_db", True),
-        ("registry_svc", "orchestrator_db", False),
+        ("order_svc", password["order_svc"], "order_db", True),
+        ("order_svc", password["order_svc"], "payment_db", False),
+        ("order_svc", password["order_svc"], "postgres", False),
+        ("order_svc", "order_svc", "order_db", False),
+        ("order_svc", password["registry_svc"], "order_db", False),
+        ("registry_svc", password["registry_svc"], "registry_db", True),
+        ("registry_svc", password["registry_svc"], "orchestrator_db", False),
     ]
-    for role, db, allowed in checks:
-        ok = psql(port, role, role, db, "-c", "SELECT 1").returncode == 0
+    for role, pw, db, allowed in checks:
+        ok = psql(port, role, pw, db, "-c", "SELECT 1").returncode == 0
         if ok != allowed:
             raise RuntimeError(f"{role} on {db}: {'allowed' if ok else 'refused'}, expected the opposite")
-    print("init.sql: roles and databases created; each role is refused on the others' databases")
+    print("init.sql + passwords.sh: roles and databases created; each role logs in with its own "
+          "password only and is refused on the others' databases")
+
+
+def expand(value: str) -> str:
+    """docker compose's `${VAR:-default}` interpolation."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: os.environ.get(m.group(1)) or m.group(2), value)
 
 
 def start_broker(work: Path) -> int:
@@ -175,7 +199,7 @@ def start_services(work: Path, pg: int, kafka: int) -> dict[str, int]:
     ports: dict[str, int] = {}
     registry_port = None
     for name, binary in SERVICES:
-        env = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+        env = {k: expand(str(v)) for k, v in compose["services"][name]["environment"].items()}
         port = free_port()
         ports[name] = port
         if name == "schema-registry":

@@ -55,7 +55,7 @@ step "promtool check config"
 promtool check config deploy/prometheus/prometheus.yml || bad "prometheus config"
 
 step "shell scripts parse"
-for script in deploy/kafka/create-topics.sh deploy/demo/demo.sh deploy/demo/load.sh deploy/validate.sh; do
+for script in deploy/kafka/create-topics.sh deploy/demo/demo.sh deploy/demo/load.sh deploy/validate.sh deploy/postgres/passwords.sh; do
   bash -n "$script" || bad "$script"
 done
 

@@ -203,9 +203,7 @@ async fn start_console(suite: &Suite, exporter: &str, shutdown: &CancellationTok
     let config = console::Config {
         http: HttpConfig::default(),
         kafka: suite.kafka.clone(),
-        registry: RegistryConfig {
-            url: suite.registry_url.clone(),
-        },
+        registry: RegistryConfig::new(suite.registry_url.clone()),
         auth: AuthConfig::with_admin_token(suite.admin_token()),
         console: console::ConsoleConfig {
             services,

@@ -784,16 +784,18 @@ async fn registry_url(stack: &TestStack) -> String {
         let db = stack.fresh_database().await;
         let db_url = db.url.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let auth = schema_registry::auth::AuthConfig::with_password("e2e-test-registry");
         std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().expect("registry runtime");
             rt.block_on(async move {
                 let app = schema_registry::App::build(schema_registry::Config {
                     http: saga_service_kit::HttpConfig::default(),
                     database: saga_service_kit::config::DatabaseConfig::new(db_url),
+                    auth: auth.clone(),
                 })
                 .await
                 .expect("start the schema registry");
-                let _ = tx.send(format!("http://{}", app.local_addr()));
+                let _ = tx.send(auth.url_with_credentials(&format!("http://{}", app.local_addr())));
                 app.run(tokio_util::sync::CancellationToken::new())
                     .await
                     .expect("schema registry runs");

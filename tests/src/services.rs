@@ -59,9 +59,7 @@ fn consumer(suite: &Suite, service: Service) -> ConsumerConfig {
 }
 
 fn registry(suite: &Suite) -> RegistryConfig {
-    RegistryConfig {
-        url: suite.registry_url.clone(),
-    }
+    RegistryConfig::new(suite.registry_url.clone())
 }
 
 fn spawn<F, E>(addr: Option<SocketAddr>, run: impl FnOnce(CancellationToken) -> F) -> InProcess

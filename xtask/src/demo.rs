@@ -86,14 +86,14 @@ async fn infra_proof(stack: &Stack) -> bool {
     for check in checks.iter().filter(|c| !c.passed()) {
         ok = false;
         println!(
-            "role isolation FAILED: {} on {}: {:?}",
-            check.role, check.database, check.result
+            "role isolation FAILED: {} on {} with {} password: {:?}",
+            check.role, check.database, check.password, check.result
         );
     }
     if ok {
         println!(
             "infrastructure: a keyed message went through the broker; {} role/database checks \
-             passed (each service role reaches its own database only)",
+             passed (each service role reaches its own database only, with its own password only)",
             checks.len()
         );
     }

@@ -14,6 +14,10 @@ pub enum HandlerError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Outbox(#[from] saga_outbox::OutboxError),
+    /// The handler panicked (the runtime caught it; the transaction was rolled back). Retried
+    /// like a transient failure: a panic that always recurs ends in the dead letters.
+    #[error("handler panicked: {0}")]
+    Panicked(String),
 }
 
 /// How the runtime treats a failure.
@@ -31,7 +35,7 @@ impl HandlerError {
     pub fn class(&self) -> ErrorClass {
         match self {
             HandlerError::Permanent(_) => ErrorClass::Permanent,
-            HandlerError::Transient(_) => ErrorClass::Transient,
+            HandlerError::Transient(_) | HandlerError::Panicked(_) => ErrorClass::Transient,
             HandlerError::Database(e) => classify_sqlx(e),
             HandlerError::Outbox(e) if e.is_transient() => ErrorClass::Infrastructure,
             HandlerError::Outbox(saga_outbox::OutboxError::Database(e)) => classify_sqlx(e),
@@ -81,4 +85,9 @@ pub enum ConsumerError {
     Kafka(#[from] saga_kafka::KafkaError),
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    /// A partition worker died outside the handler (a bug in the runtime): its queued
+    /// messages are gone from memory, so the consumer stops rather than skip them; the
+    /// service stops with it and its supervisor restarts it from the committed offsets.
+    #[error("the worker of partition {partition} panicked: {message}")]
+    WorkerPanicked { partition: i32, message: String },
 }

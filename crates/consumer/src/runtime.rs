@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
@@ -211,10 +213,23 @@ impl<H: Handler> Consumer<H> {
         tracing::info!(%group, topic, membership = ?shared.config.membership, "consumer started");
 
         let mut workers: HashMap<i32, mpsc::Sender<Raw>> = HashMap::new();
+        let mut worker_partitions: HashMap<tokio::task::Id, i32> = HashMap::new();
         let mut tasks = JoinSet::new();
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(Err(died)) = tasks.join_next(), if !tasks.is_empty() => {
+                    // Handler panics are caught in `apply`; reaching this is a runtime bug.
+                    // Never a silent stall: count it, log it, and stop the consumer (and so
+                    // the service) instead of skipping the dead worker's queued messages.
+                    let partition = worker_partitions.get(&died.id()).copied().unwrap_or(-1);
+                    let message = panic_message(died);
+                    metrics::counter!("consumer_worker_panics_total", "group" => group.clone())
+                        .increment(1);
+                    tracing::error!(%group, topic, partition, %message, "partition worker panicked; stopping the consumer");
+                    tasks.abort_all();
+                    return Err(ConsumerError::WorkerPanicked { partition, message });
+                }
                 received = consumer.recv() => received,
             };
             let raw = match received {
@@ -229,13 +244,14 @@ impl<H: Handler> Consumer<H> {
             };
             let sender = workers.entry(raw.partition).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(shared.config.partition_buffer);
-                tasks.spawn(partition_worker(
+                let handle = tasks.spawn(partition_worker(
                     shared.clone(),
                     consumer.clone(),
                     raw.partition,
                     rx,
                     shutdown.clone(),
                 ));
+                worker_partitions.insert(handle.id(), raw.partition);
                 tx
             });
             // A full buffer holds the fetch loop back (backpressure), but never shutdown.
@@ -263,6 +279,23 @@ impl<H: Handler> Consumer<H> {
         }
         tracing::info!(%group, topic, "consumer stopped");
         Ok(())
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+fn panic_payload(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    if error.is_panic() {
+        panic_payload(error.into_panic().as_ref())
+    } else {
+        error.to_string()
     }
 }
 
@@ -461,7 +494,26 @@ impl<H: Handler> Shared<H> {
                         duplicates += 1;
                         Ok(())
                     }
-                    Claim::New => self.handler.handle(&mut tx, incoming).await,
+                    Claim::New => {
+                        // A panicking handler must not kill the partition's worker (the
+                        // partition would stop silently): the panic becomes a failure of
+                        // this attempt, retried like a transient one; the transaction is
+                        // dropped, so nothing it wrote survives.
+                        AssertUnwindSafe(self.handler.handle(&mut tx, incoming))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|panic| {
+                                let message = panic_payload(panic.as_ref());
+                                metrics::counter!(
+                                    "consumer_handler_panics_total",
+                                    "group" => self.config.group_id.clone(),
+                                    "topic" => item.raw.topic.clone()
+                                )
+                                .increment(1);
+                                tracing::error!(%message, "message handler panicked");
+                                Err(HandlerError::Panicked(message))
+                            })
+                    }
                 }
             }
             .instrument(item.span.clone())

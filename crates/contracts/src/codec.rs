@@ -34,7 +34,9 @@ pub struct Codec {
 }
 
 struct Inner {
+    /// Without user info: the credential lives in `credentials` only, never in a log line.
     url: String,
+    credentials: Option<Credentials>,
     encoder: AvroEncoder,
     decoder: AvroDecoder,
     /// For the one call the converter does not make: setting a subject's compatibility mode.
@@ -55,16 +57,88 @@ impl std::fmt::Debug for Codec {
     }
 }
 
+/// The registry's basic-auth credential (its writes need one, docs/security.md).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// `http://user:pw@host:port/` -> (`http://host:port`, the credential), percent-decoded.
+fn split_credentials(registry_url: &str) -> (String, Option<Credentials>) {
+    let trimmed = registry_url.trim_end_matches('/');
+    let Ok(mut url) = reqwest::Url::parse(trimmed) else {
+        return (trimmed.to_owned(), None);
+    };
+    if url.username().is_empty() {
+        return (trimmed.to_owned(), None);
+    }
+    let decode = |s: &str| percent_decode(s);
+    let credentials = Credentials {
+        username: decode(url.username()),
+        password: decode(url.password().unwrap_or_default()),
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    (
+        url.as_str().trim_end_matches('/').to_owned(),
+        Some(credentials),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Codec {
-    /// A codec for the registry at `registry_url` (e.g. `http://127.0.0.1:18081`). Nothing is
-    /// contacted until the first call.
+    /// A codec for the registry at `registry_url` (e.g. `http://127.0.0.1:18081`). A
+    /// credential in the URL's user info (`http://user:pw@host:port`) is sent as basic auth.
+    /// Nothing is contacted until the first call.
     pub fn new(registry_url: &str) -> Codec {
-        let url = registry_url.trim_end_matches('/').to_owned();
+        let (url, credentials) = split_credentials(registry_url);
+        Self::build(url, credentials)
+    }
+
+    /// A codec that authenticates to the registry with `credentials` (basic auth), as the
+    /// services do with their `registry.username` / `registry.password`.
+    pub fn with_credentials(registry_url: &str, credentials: Option<Credentials>) -> Codec {
+        let (url, in_url) = split_credentials(registry_url);
+        Self::build(url, credentials.or(in_url))
+    }
+
+    fn build(url: String, credentials: Option<Credentials>) -> Codec {
         // A bounded timeout turns a hung registry into a transient error instead of a stuck
         // consumer; building only fails on TLS setup, which plain HTTP does not need.
-        let settings = SrSettings::new_builder(url.clone())
-            .set_timeout(Duration::from_secs(10))
-            .no_proxy()
+        let mut builder = SrSettings::new_builder(url.clone());
+        builder.set_timeout(Duration::from_secs(10)).no_proxy();
+        if let Some(c) = &credentials {
+            builder.set_basic_authorization(&c.username, Some(&c.password));
+        }
+        let settings = builder
             .build()
             .unwrap_or_else(|_| SrSettings::new(url.clone()));
         let http = reqwest::Client::builder()
@@ -77,6 +151,7 @@ impl Codec {
                 encoder: AvroEncoder::new(settings.clone()),
                 decoder: AvroDecoder::new(settings),
                 url,
+                credentials,
                 http,
             }),
         }
@@ -186,10 +261,11 @@ impl Codec {
     /// `PUT /config/{subject}`.
     async fn set_mode(&self, subject: &str, mode: Mode) -> Result<(), RegistryError> {
         let url = format!("{}/config/{}", self.inner.url, subject.replace('/', "%2F"));
-        let response = self
-            .inner
-            .http
-            .put(url)
+        let mut request = self.inner.http.put(url);
+        if let Some(c) = &self.inner.credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let response = request
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
             .body(format!(r#"{{"compatibility":"{mode}"}}"#))
             .send()

@@ -17,7 +17,7 @@ pub mod message;
 pub mod messages;
 pub mod money;
 
-pub use codec::Codec;
+pub use codec::{Codec, Credentials};
 pub use common::{Address, Metadata, OrderLine, StockLine, Timestamp};
 pub use error::{DecodeError, EncodeError, RegistryError};
 pub use ids::{CustomerId, MessageId, OrderId, PaymentId, ReservationId, SagaId, ShipmentId, Sku};

@@ -6,15 +6,22 @@
 //! 1. Within one database, every transaction that enqueues for a key also updates that
 //!    key's aggregate row (the order, the saga, the reservation), so such transactions are
 //!    serialised by the row lock and take their `id`s (a sequence) in commit order.
-//! 2. Batches are serialised across relay instances by a **transaction-scoped advisory
-//!    lock**: a batch is claimed (`FOR UPDATE SKIP LOCKED`, in `id` order), published with
-//!    the idempotent producer, acknowledged by the broker and marked delivered, all inside
-//!    one transaction holding the lock. A second relay cannot start a batch until the
-//!    first's is acknowledged and committed, so it never publishes a later row of a key
-//!    ahead of an earlier one. (`SKIP LOCKED` alone would let two relays publish
-//!    interleaved batches concurrently and reorder a key.) A standby relay costs one
-//!    `pg_try_advisory_xact_lock` per wake-up; if the active one dies, its transaction
-//!    aborts, the lock frees, and the standby takes over the unmarked rows.
+//! 2. Batches are serialised across relay instances by a **session advisory lock** held on
+//!    one connection for the whole batch: a batch is read (in `id` order), published with
+//!    the idempotent producer, acknowledged by the broker and marked delivered while the
+//!    lock is held. A second relay cannot start a batch until the first's is acknowledged
+//!    and marked, so it never publishes a later row of a key ahead of an earlier one. A
+//!    standby relay costs one `pg_try_advisory_lock` per wake-up; if the active one dies,
+//!    its session ends, the lock frees, and the standby takes over the unmarked rows.
+//!
+//! # No transaction open while publishing
+//! Reading the rows and marking them are two short autocommit statements; the wait for the
+//! broker's acknowledgement happens between them, outside any transaction. A relay stuck
+//! on an unreachable broker (up to `message.timeout.ms`) therefore holds no snapshot and no
+//! transaction id, so it never holds back the xmin horizon that the order projector's
+//! read-your-writes check waits on. (A transaction-scoped lock would need the transaction
+//! open across the publish.) A connection that leaves a batch without unlocking (an error,
+//! an aborted task) is closed instead of going back to the pool, which frees the lock.
 //!
 //! Within a batch the idempotent producer (`max.in.flight` 5) keeps per-partition order
 //! through retries. If a row fails to publish, later rows of the same key in that batch are
@@ -31,8 +38,9 @@ use futures::future::join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use saga_kafka::KafkaConfig;
 use saga_kafka::headers::{HeaderMap, to_kafka_headers};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
 use crate::OutboxError;
@@ -210,33 +218,36 @@ impl Relay {
         }
     }
 
-    /// Claim, publish, acknowledge and mark one batch in one transaction under the relay
-    /// lock (see the module docs for why).
+    /// Read, publish, acknowledge and mark one batch under the relay lock, with no
+    /// transaction open while the broker is waited on (see the module docs for why).
     async fn publish_batch(&self, wait_for_lock: bool) -> Result<Batch, OutboxError> {
-        let mut tx = self.pool.begin().await?;
+        let mut lock = LockedConnection::new(self.pool.acquire().await?);
         if wait_for_lock {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            sqlx::query("SELECT pg_advisory_lock($1)")
                 .bind(RELAY_LOCK)
-                .execute(&mut *tx)
+                .execute(lock.conn())
                 .await?;
         } else {
-            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(RELAY_LOCK)
-                .fetch_one(&mut *tx)
+                .fetch_one(lock.conn())
                 .await?;
             if !locked {
+                lock.release_unlocked();
                 return Ok(Batch::Busy);
             }
         }
+        // Autocommit: the snapshot of this statement ends with it. No `FOR UPDATE`: the lock
+        // keeps every other relay out until these rows are marked.
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
-             WHERE delivered_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.config.batch_size)
-        .fetch_all(&mut *tx)
+        .fetch_all(lock.conn())
         .await?;
         if rows.is_empty() {
-            tx.commit().await?;
+            lock.unlock().await?;
             return Ok(Batch::Published {
                 claimed: 0,
                 failed: 0,
@@ -244,8 +255,8 @@ impl Relay {
         }
         let started = Instant::now();
         let outcomes = self.publish(&rows).await;
-        let failed = self.mark(&mut tx, &rows, &outcomes).await?;
-        tx.commit().await?;
+        let failed = self.mark(lock.conn(), &rows, &outcomes).await?;
+        lock.unlock().await?;
 
         let published = rows.len() - failed;
         metrics::counter!("outbox_published_total").increment(published as u64);
@@ -301,7 +312,7 @@ impl Relay {
     /// (they must go out after it). Returns how many rows stay pending.
     async fn mark(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        conn: &mut PgConnection,
         rows: &[Row],
         outcomes: &[Result<(), String>],
     ) -> Result<usize, OutboxError> {
@@ -325,7 +336,7 @@ impl Relay {
             "UPDATE outbox SET delivered_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
         )
         .bind(&delivered)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         if !failed_ids.is_empty() {
             tracing::warn!(failed = failed_ids.len(), first_error = %failed_errors[0], "outbox: some messages were not acknowledged");
@@ -335,7 +346,7 @@ impl Relay {
             )
             .bind(&failed_ids)
             .bind(&failed_errors)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
         }
         Ok(rows.len() - delivered.len())
@@ -394,6 +405,49 @@ pub async fn purge_delivered(pool: &PgPool, retention: Duration) -> Result<u64, 
         total += deleted;
         if deleted < 5000 {
             return Ok(total);
+        }
+    }
+}
+
+/// A pooled connection that may hold the relay's session lock. Unless [`Self::unlock`] (or
+/// [`Self::release_unlocked`]) ran, dropping it closes the connection instead of returning
+/// it to the pool: a pooled session still holding the lock would keep every relay out.
+struct LockedConnection {
+    conn: PoolConnection<Postgres>,
+    released: bool,
+}
+
+impl LockedConnection {
+    fn new(conn: PoolConnection<Postgres>) -> Self {
+        Self {
+            conn,
+            released: false,
+        }
+    }
+
+    fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// The lock was not taken: the connection may go back to the pool as it is.
+    fn release_unlocked(&mut self) {
+        self.released = true;
+    }
+
+    async fn unlock(&mut self) -> Result<(), OutboxError> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(RELAY_LOCK)
+            .execute(&mut *self.conn)
+            .await?;
+        self.released = true;
+        Ok(())
+    }
+}
+
+impl Drop for LockedConnection {
+    fn drop(&mut self) {
+        if !self.released {
+            self.conn.close_on_drop();
         }
     }
 }

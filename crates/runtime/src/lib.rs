@@ -9,6 +9,7 @@
 
 mod binary;
 pub mod config;
+mod dead_letters;
 mod runtime;
 #[cfg(feature = "test-support")]
 pub mod testing;

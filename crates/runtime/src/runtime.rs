@@ -68,7 +68,16 @@ impl Runtime {
         let admin = AdminAuth::new(&config.auth)?;
         let pool = saga_service_kit::db::connect(&config.database).await?;
         migrate(&pool, migrator).await?;
-        let codec = Codec::new(&config.registry.url);
+        let credentials =
+            config
+                .registry
+                .password
+                .as_ref()
+                .map(|password| saga_contracts::Credentials {
+                    username: config.registry.username.clone(),
+                    password: password.expose().to_owned(),
+                });
+        let codec = Codec::with_credentials(&config.registry.url, credentials);
         codec.register_all().await?;
         let relay = if config.components.relay {
             Some(Relay::new(
@@ -175,7 +184,15 @@ impl Runtime {
         let mut tasks = Tasks::new(shutdown);
         let token = tasks.token();
         if self.config.components.http {
+            let consumer = self.consumer_config();
+            let dead_letters = crate::dead_letters::router(
+                self.config.kafka.clone(),
+                self.config.kafka.topic(&consumer.dead_letter_topic),
+                consumer.group_id,
+                &self.admin,
+            );
             let router = router
+                .merge(dead_letters)
                 .merge(kit_http::health_router(vec![(
                     "database",
                     kit_http::db_check(self.pool.clone()),

@@ -29,11 +29,42 @@ impl Default for Components {
     }
 }
 
-/// `registry.url`: the Confluent-compatible schema registry.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `registry.url`: the Confluent-compatible schema registry; `registry.username` and
+/// `registry.password`: the basic-auth credential its writes need (the services register
+/// their schemas at start). A credential in the URL's user info works too.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     pub url: String,
+    #[serde(default = "default_registry_username")]
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<crate::config::Secret>,
+}
+
+fn default_registry_username() -> String {
+    "registry".to_owned()
+}
+
+impl RegistryConfig {
+    /// The registry at `url`, without a credential (unless `url` carries one).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            username: default_registry_username(),
+            password: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
 }
 
 /// How long the parts get to finish after shutdown before they are aborted.

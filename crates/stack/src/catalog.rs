@@ -6,16 +6,16 @@ pub struct ServiceDb {
     pub component: &'static str,
     pub database: &'static str,
     pub role: &'static str,
-    /// Development password only; the local stack listens on loopback.
-    pub password: &'static str,
 }
 
 impl ServiceDb {
-    /// URL for this role on its own database at `host:port`.
-    pub fn url(&self, host: &str, port: u16) -> String {
+    /// URL for this role on its own database at `host:port`. The local stack generates the
+    /// role's password ([`crate::StackConfig::db_password`]); docker-compose takes it from
+    /// the environment.
+    pub fn url(&self, host: &str, port: u16, password: &str) -> String {
         format!(
-            "postgres://{}:{}@{host}:{port}/{}",
-            self.role, self.password, self.database
+            "postgres://{}:{password}@{host}:{port}/{}",
+            self.role, self.database
         )
     }
 }
@@ -26,7 +26,6 @@ macro_rules! service_db {
             component: $component,
             database: $db,
             role: $role,
-            password: $role,
         }
     };
 }
@@ -54,9 +53,10 @@ const fn topic(name: &'static str) -> TopicSpec {
     }
 }
 
-// The names are `saga_contracts::topics` (`ALL`, then `DEAD_LETTERS`; re-exported as
-// `saga_kafka::topics`), spelt out here so the dev stack does not link the contracts crate.
-// deploy/check_sources.py checks deploy/kafka/create-topics.sh against the same list.
+// The names are `saga_contracts::topics::ALL` (the eight command and event topics) followed
+// by `saga_contracts::topics::DEAD_LETTERS`, also reachable as `saga_kafka::topics`; spelt
+// out here so the dev stack does not link the contracts crate. deploy/check_sources.py checks
+// this list and deploy/kafka/create-topics.sh against the contracts.
 pub const TOPICS: &[TopicSpec] = &[
     topic("order.events"),
     topic("order.commands"),

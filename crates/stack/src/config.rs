@@ -44,6 +44,9 @@ pub const DEFAULT_LAG_EXPORTER_PORT: u16 = 18086;
 /// Not Prometheus' usual 9090: a system Prometheus (Debian's package starts one) may hold it.
 pub const DEFAULT_PROMETHEUS_PORT: u16 = 19090;
 
+/// The user name of the schema registry's basic auth (its password is generated).
+pub const REGISTRY_USERNAME: &str = "registry";
+
 impl StackConfig {
     /// The documented defaults: data in `<workspace>/.stack`, fixed ports.
     pub fn defaults() -> Self {
@@ -98,10 +101,41 @@ impl StackConfig {
     pub fn pg_url(&self, database: &str) -> String {
         format!(
             "postgres://postgres:{}@{}:{}/{database}",
-            crate::postgres::SUPERUSER_PASSWORD,
+            self.superuser_password(),
             self.host,
             self.pg_port
         )
+    }
+
+    /// The superuser's password: generated into `secrets/pg-superuser-password` for a new
+    /// cluster (initdb sets it). A cluster made before passwords were generated keeps its
+    /// old development password `postgres`.
+    pub fn superuser_password(&self) -> String {
+        let path = self.secrets_dir().join("pg-superuser-password");
+        let cluster_exists = self.data_dir.join("postgres").join("PG_VERSION").exists();
+        if cluster_exists && !path.exists() {
+            return crate::postgres::LEGACY_SUPERUSER_PASSWORD.to_owned();
+        }
+        read_or_create_secret(&path)
+            .unwrap_or_else(|_| crate::postgres::LEGACY_SUPERUSER_PASSWORD.to_owned())
+    }
+
+    /// `<data dir>/secrets` (0700): every generated credential of the stack, one file each
+    /// (0600), kept across `up`s.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.data_dir.join("secrets")
+    }
+
+    /// The password of a service's database role (`secrets/db-<role>`), set by `up` with
+    /// `ALTER ROLE ... PASSWORD` and given to the service in its `APP_DATABASE__URL`.
+    pub fn db_password(&self, role: &str) -> std::io::Result<String> {
+        read_or_create_secret(&self.secrets_dir().join(format!("db-{role}")))
+    }
+
+    /// The schema registry's write password (`secrets/registry-password`): the registry
+    /// gets it as `auth.password`, the services as `registry.password`.
+    pub fn registry_password(&self) -> std::io::Result<String> {
+        read_or_create_secret(&self.secrets_dir().join("registry-password"))
     }
 
     pub fn kafka_bootstrap(&self) -> String {
@@ -141,7 +175,7 @@ impl StackConfig {
     /// first use into `<data dir>/secrets/admin-token`, readable by the owner only, and kept
     /// across `up`s so scripts holding it keep working.
     pub fn admin_token(&self) -> std::io::Result<String> {
-        read_or_create_secret(&self.data_dir.join("secrets").join("admin-token"))
+        read_or_create_secret(&self.secrets_dir().join("admin-token"))
     }
 
     /// Path of a cargo-built binary of this workspace.

@@ -31,8 +31,18 @@ pub struct HttpService {
     port: u16,
     database: Option<String>,
     admin_token: bool,
+    registry_auth: Option<RegistryAuth>,
     registry: bool,
     env: Vec<(String, String)>,
+}
+
+/// Which side of the registry's basic auth a service is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegistryAuth {
+    /// The registry itself: `APP_AUTH__USERNAME` / `APP_AUTH__PASSWORD`.
+    Server,
+    /// A service that registers schemas: `APP_REGISTRY__USERNAME` / `APP_REGISTRY__PASSWORD`.
+    Client,
 }
 
 impl HttpService {
@@ -43,6 +53,7 @@ impl HttpService {
             port,
             database: None,
             admin_token: false,
+            registry_auth: None,
             registry: true,
             env: Vec::new(),
         }
@@ -63,6 +74,19 @@ impl HttpService {
     /// `APP_AUTH__ADMIN_TOKEN`.
     pub fn admin_token(mut self) -> Self {
         self.admin_token = true;
+        self
+    }
+
+    /// Makes this service the schema registry, requiring the stack's registry password
+    /// ([`StackConfig::registry_password`]) for writes.
+    pub fn registry_server(mut self) -> Self {
+        self.registry_auth = Some(RegistryAuth::Server);
+        self
+    }
+
+    /// Gives the service the registry credential it registers its schemas with.
+    pub fn registry_client(mut self) -> Self {
+        self.registry_auth = Some(RegistryAuth::Client);
         self
     }
 
@@ -119,7 +143,26 @@ impl Component for HttpService {
                 .iter()
                 .find(|d| d.database == db)
                 .ok_or_else(|| StackError::setup(&self.name, format!("unknown database {db}")))?;
-            spec = spec.env("APP_DATABASE__URL", db.url(&cfg.host, cfg.pg_port));
+            let password = cfg.db_password(db.role).map_err(StackError::io(format!(
+                "read or create the password of {}",
+                db.role
+            )))?;
+            spec = spec.env(
+                "APP_DATABASE__URL",
+                db.url(&cfg.host, cfg.pg_port, &password),
+            );
+        }
+        if let Some(side) = self.registry_auth {
+            let password = cfg
+                .registry_password()
+                .map_err(StackError::io("read or create the registry password"))?;
+            let section = match side {
+                RegistryAuth::Server => "AUTH",
+                RegistryAuth::Client => "REGISTRY",
+            };
+            spec = spec
+                .env(format!("APP_{section}__USERNAME"), crate::REGISTRY_USERNAME)
+                .env(format!("APP_{section}__PASSWORD"), password);
         }
         if self.admin_token {
             let token = cfg

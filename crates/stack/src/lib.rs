@@ -29,7 +29,8 @@ pub use broker::{
 pub use catalog::{SERVICE_DATABASES, ServiceDb, TOPICS, TopicSpec};
 pub use component::{Component, Health, ProcessSpec};
 pub use config::{
-    DEFAULT_LAG_EXPORTER_PORT, DEFAULT_PROMETHEUS_PORT, StackConfig, free_port, workspace_root,
+    DEFAULT_LAG_EXPORTER_PORT, DEFAULT_PROMETHEUS_PORT, REGISTRY_USERNAME, StackConfig, free_port,
+    workspace_root,
 };
 pub use error::StackError;
 pub use http_service::HttpService;

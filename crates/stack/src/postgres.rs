@@ -10,11 +10,13 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Uid, User};
 use sqlx::{Connection, PgConnection};
 
+use crate::catalog::SERVICE_DATABASES;
 use crate::component::{Component, Health, ProcessSpec};
 use crate::config::StackConfig;
 use crate::error::StackError;
 
-pub(crate) const SUPERUSER_PASSWORD: &str = "postgres";
+/// The superuser password of clusters made before the stack generated one.
+pub(crate) const LEGACY_SUPERUSER_PASSWORD: &str = "postgres";
 const NAME: &str = "postgres";
 
 /// The PostgreSQL component.
@@ -99,7 +101,8 @@ fn initdb(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {
     std::fs::create_dir_all(cluster)
         .map_err(StackError::io(format!("create {}", cluster.display())))?;
     let pwfile = cfg.data_dir.join("run").join("pg-superuser-password");
-    std::fs::write(&pwfile, SUPERUSER_PASSWORD).map_err(StackError::io("write password file"))?;
+    std::fs::write(&pwfile, cfg.superuser_password())
+        .map_err(StackError::io("write password file"))?;
     if let Some((uid, gid)) = user {
         // The server user must reach the cluster through every parent directory (a test's
         // temporary directory is 0700) and own the cluster itself.
@@ -168,12 +171,34 @@ fn init_statements() -> Vec<String> {
 }
 
 /// Creates every service's role and database, owned by the role, and revokes `CONNECT`
-/// from `PUBLIC` so that each role is refused on every database but its own. Idempotent:
-/// a role or database that already exists is kept as it is.
-async fn bootstrap_roles(cfg: &StackConfig) -> Result<(), sqlx::Error> {
-    let mut conn = connect(&cfg.pg_admin_url()).await?;
+/// from `PUBLIC` so that each role is refused on every database but its own; then sets each
+/// role's generated password ([`StackConfig::db_password`]). Idempotent: a role or database
+/// that already exists is kept as it is, its password set again.
+async fn bootstrap_roles(cfg: &StackConfig) -> Result<(), StackError> {
+    let sql = |e: sqlx::Error| StackError::setup(NAME, format!("create roles and databases: {e}"));
+    let mut conn = connect(&cfg.pg_admin_url()).await.map_err(sql)?;
+    create_roles(&mut conn).await.map_err(sql)?;
+    for db in SERVICE_DATABASES {
+        let password = cfg
+            .db_password(db.role)
+            .map_err(StackError::io(format!("password of {}", db.role)))?;
+        // DDL takes no bind parameters; the role is a catalogue constant and the password
+        // hex, quoted anyway. The server hashes it with SCRAM (password_encryption).
+        sqlx::query(&format!(
+            "ALTER ROLE {} PASSWORD '{}'",
+            db.role,
+            password.replace('\'', "''")
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
+async fn create_roles(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     for statement in init_statements() {
-        match sqlx::query(&statement).execute(&mut conn).await {
+        match sqlx::query(&statement).execute(&mut *conn).await {
             Ok(_) => {}
             // 42710 duplicate_object (role), 42P04 duplicate_database: made by an earlier `up`.
             Err(sqlx::Error::Database(e))
@@ -242,16 +267,13 @@ impl Component for Postgres {
     }
 
     async fn after_start(&self, cfg: &StackConfig) -> Result<(), StackError> {
-        bootstrap_roles(cfg)
-            .await
-            .map_err(|e| StackError::setup(NAME, format!("create roles and databases: {e}")))
+        bootstrap_roles(cfg).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::SERVICE_DATABASES;
 
     #[test]
     fn init_sql_covers_every_catalogued_database() {

@@ -18,6 +18,8 @@ use crate::topics::create_topics;
 pub struct RoleCheck {
     pub role: &'static str,
     pub database: &'static str,
+    /// Which password was tried: "its own", "another role's", "its name".
+    pub password: &'static str,
     pub expected_allowed: bool,
     /// `Ok(())` when connected, `Err(server message)` when refused.
     pub result: Result<(), String>,
@@ -29,16 +31,25 @@ impl RoleCheck {
     }
 }
 
-/// Each role connects to its own database (must work) and to the next service's database
-/// (must be refused).
+/// Each role connects with its own password to its own database (must work) and to the
+/// next service's database (must be refused), and to its own database with the next role's
+/// password and with its own name as password (both must be refused: passwords are
+/// generated per role, and TCP logins are checked with SCRAM).
 pub async fn check_role_isolation(cfg: &StackConfig) -> Vec<RoleCheck> {
     let mut checks = Vec::new();
     for (i, own) in SERVICE_DATABASES.iter().enumerate() {
         let other = &SERVICE_DATABASES[(i + 1) % SERVICE_DATABASES.len()];
-        for (database, expected_allowed) in [(own.database, true), (other.database, false)] {
+        let password = |role: &str| cfg.db_password(role).unwrap_or_default();
+        let attempts = [
+            (own.database, "its own", password(own.role), true),
+            (other.database, "its own", password(own.role), false),
+            (own.database, "another role's", password(other.role), false),
+            (own.database, "its name", own.role.to_owned(), false),
+        ];
+        for (database, which, secret, expected_allowed) in attempts {
             let url = format!(
-                "postgres://{}:{}@{}:{}/{database}",
-                own.role, own.password, cfg.host, cfg.pg_port
+                "postgres://{}:{secret}@{}:{}/{database}",
+                own.role, cfg.host, cfg.pg_port
             );
             let result = match PgConnection::connect(&url).await {
                 Ok(conn) => {
@@ -50,6 +61,7 @@ pub async fn check_role_isolation(cfg: &StackConfig) -> Vec<RoleCheck> {
             checks.push(RoleCheck {
                 role: own.role,
                 database,
+                password: which,
                 expected_allowed,
                 result,
             });

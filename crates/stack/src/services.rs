@@ -25,9 +25,9 @@ pub struct SagaService {
     /// Default HTTP port (docs/architecture.md).
     pub port: u16,
     pub database: &'static str,
-    /// The group id the service uses by default, given explicitly: any `APP_CONSUMER__` key
-    /// replaces the whole `consumer` table, whose serde default has an empty group id.
-    /// The orchestrator derives `orchestrator.<topic>` per consumer from it, and shipping
+    /// The group id the service uses by default, spelt out so `cargo xtask status` and the
+    /// lag dashboard show the same names as this file (an empty or unset group id means the
+    /// service's default, whatever other `APP_CONSUMER__` keys are set). The orchestrator derives `orchestrator.<topic>` per consumer from it, and shipping
     /// `shipping-service.order-events` for its second consumer.
     pub group_id: &'static str,
 }
@@ -302,6 +302,7 @@ impl SagaService {
         let mut svc = HttpService::new(self.name, self.bin, self.port_in(cfg))
             .database(self.database)
             .admin_token()
+            .registry_client()
             // One instance per service on tansu, which does not evict a member killed with
             // SIGKILL: `assign` lets a restarted service resume at once from its committed
             // offsets instead of waiting for a rebalance that never comes (STACK-FACTS).
@@ -444,7 +445,12 @@ mod tests {
 
     #[test]
     fn the_suite_starts_services_after_the_infrastructure_with_explicit_groups() {
-        let cfg = StackConfig::defaults();
+        // Secrets are generated on first use: keep them out of the workspace's `.stack`.
+        let dir = std::env::temp_dir().join(format!("saga-stack-test-{}", uuid::Uuid::new_v4()));
+        let cfg = StackConfig {
+            data_dir: dir.clone(),
+            ..StackConfig::defaults()
+        };
         let stack = Stack::suite(cfg.clone(), &SuiteOptions::default());
         assert_eq!(
             stack.component_names(),
@@ -482,10 +488,24 @@ mod tests {
             env("APP_SHIPPING__SERVED_COUNTRIES").as_deref(),
             Some(r#"["DE","FR","NL","GB","US"]"#)
         );
+        let password = cfg.db_password("shipping_svc").unwrap();
+        assert_ne!(password, "shipping_svc");
         assert_eq!(
-            env("APP_DATABASE__URL").as_deref(),
-            Some("postgres://shipping_svc:shipping_svc@127.0.0.1:55432/shipping_db")
+            env("APP_DATABASE__URL"),
+            Some(format!(
+                "postgres://shipping_svc:{password}@127.0.0.1:55432/shipping_db"
+            ))
         );
+        assert_eq!(
+            env("APP_REGISTRY__PASSWORD"),
+            Some(cfg.registry_password().unwrap())
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cfg.secrets_dir()), 0o700);
+        assert_eq!(mode(&cfg.secrets_dir().join("registry-password")), 0o600);
+        assert_eq!(mode(&cfg.secrets_dir().join("db-shipping_svc")), 0o600);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

@@ -46,6 +46,9 @@ pub struct StackEnv {
     pub pg_url: String,
     pub kafka_bootstrap: String,
     pub registry_url: Option<String>,
+    /// The registry's write password (`SAGA_REGISTRY_PASSWORD`; the user is
+    /// `SAGA_REGISTRY_USER`, [`crate::REGISTRY_USERNAME`]), when it could be read or created.
+    pub registry_password: Option<String>,
     /// The services' admin token (`SAGA_ADMIN_TOKEN`), when it could be read or created.
     pub admin_token: Option<String>,
     /// `SAGA_LAG_EXPORTER_URL`, when the stack has the lag exporter.
@@ -62,6 +65,10 @@ impl StackEnv {
         ];
         if let Some(url) = &self.registry_url {
             vars.push(("SAGA_REGISTRY_URL", url.clone()));
+            if let Some(password) = &self.registry_password {
+                vars.push(("SAGA_REGISTRY_USER", crate::REGISTRY_USERNAME.to_owned()));
+                vars.push(("SAGA_REGISTRY_PASSWORD", password.clone()));
+            }
         }
         if let Some(token) = &self.admin_token {
             vars.push(("SAGA_ADMIN_TOKEN", token.clone()));
@@ -96,7 +103,8 @@ impl Stack {
     /// is built.
     pub fn new(cfg: StackConfig) -> Self {
         let registry = HttpService::new("schema-registry", "schema-registry", cfg.registry_port)
-            .database("registry_db");
+            .database("registry_db")
+            .registry_server();
         Self::empty(cfg)
             .push(Postgres)
             .push(Broker)
@@ -367,6 +375,7 @@ impl Stack {
             pg_url: self.cfg.pg_admin_url(),
             kafka_bootstrap: self.cfg.kafka_bootstrap(),
             registry_url: enabled("schema-registry").then(|| self.cfg.registry_url()),
+            registry_password: self.cfg.registry_password().ok(),
             admin_token: self.cfg.admin_token().ok(),
             lag_exporter_url: enabled(crate::LAG_EXPORTER_BIN).then(|| self.cfg.lag_exporter_url()),
             prometheus_url: enabled("prometheus").then(|| self.cfg.prometheus_url()),
@@ -384,7 +393,8 @@ impl Stack {
         tokio::fs::write(&path, body)
             .await
             .map_err(StackError::io(format!("write {}", path.display())))?;
-        // It holds the admin token (and the superuser URL): the owner's eyes only.
+        // It holds the admin token, the registry password and the superuser URL: the
+        // owner's eyes only.
         use std::os::unix::fs::PermissionsExt;
         tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
             .await

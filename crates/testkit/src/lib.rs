@@ -67,7 +67,11 @@ impl TestStack {
         Some(TestStack {
             pg_admin_url: pg,
             kafka_bootstrap: kafka,
-            registry_url: std::env::var("SAGA_REGISTRY_URL").ok(),
+            registry_url: std::env::var("SAGA_REGISTRY_URL").ok().map(|url| {
+                let user = std::env::var("SAGA_REGISTRY_USER")
+                    .unwrap_or_else(|_| saga_stack::REGISTRY_USERNAME.to_owned());
+                authenticated(&url, &user, std::env::var("SAGA_REGISTRY_PASSWORD").ok())
+            }),
             _private: None,
         })
     }
@@ -76,9 +80,9 @@ impl TestStack {
         let private = PrivateStack::start().await?;
         let env = private.stack().env();
         Ok(TestStack {
+            registry_url: registry_of(&env),
             pg_admin_url: env.pg_url,
             kafka_bootstrap: env.kafka_bootstrap,
-            registry_url: env.registry_url,
             _private: Some(private),
         })
     }
@@ -88,9 +92,9 @@ impl TestStack {
     pub fn from_private(private: PrivateStack) -> TestStack {
         let env = private.stack().env();
         TestStack {
+            registry_url: registry_of(&env),
             pg_admin_url: env.pg_url,
             kafka_bootstrap: env.kafka_bootstrap,
-            registry_url: env.registry_url,
             _private: Some(private),
         }
     }
@@ -110,7 +114,9 @@ impl TestStack {
         &self.kafka_bootstrap
     }
 
-    /// The schema registry, when the stack runs one.
+    /// The schema registry, when the stack runs one, with its write credential as user info
+    /// (`http://registry:<password>@host:port`): reqwest, curl and the codec send it as basic
+    /// auth, so tests may register schemas through it.
     pub fn registry_url(&self) -> Option<&str> {
         self.registry_url.as_deref()
     }
@@ -172,6 +178,26 @@ impl TestStack {
         let mut cfg = saga_stack::kafka_client_config(&self.kafka_bootstrap);
         cfg.set("group.id", group);
         cfg
+    }
+}
+
+/// The registry URL of a stack's environment with its credential as user info.
+fn registry_of(env: &saga_stack::StackEnv) -> Option<String> {
+    let url = env.registry_url.as_deref()?;
+    Some(authenticated(
+        url,
+        saga_stack::REGISTRY_USERNAME,
+        env.registry_password.clone(),
+    ))
+}
+
+/// `http://host:port` -> `http://user:password@host:port` (the generated passwords are hex).
+fn authenticated(url: &str, user: &str, password: Option<String>) -> String {
+    match (password, url.split_once("://")) {
+        (Some(password), Some((scheme, rest))) if !rest.contains('@') => {
+            format!("{scheme}://{user}:{password}@{rest}")
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -34,9 +34,7 @@ impl Default for Config {
                 listen: ([127, 0, 0, 1], DEFAULT_PORT).into(),
             },
             kafka: KafkaConfig::default(),
-            registry: RegistryConfig {
-                url: "http://127.0.0.1:18081".into(),
-            },
+            registry: RegistryConfig::new("http://127.0.0.1:18081"),
             auth: AuthConfig::default(),
             console: ConsoleConfig::default(),
         }

@@ -11,11 +11,12 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::auth::WriteAuth;
 use crate::canonical::canonical_form;
 use crate::compat::Level;
 use crate::error::{CONTENT_TYPE, RegistryError};
@@ -23,8 +24,10 @@ use crate::store::{NewSchema, Store, VersionSpec};
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
-pub fn router(store: Store) -> Router {
-    Router::new()
+/// The API; the routes that change the registry (registering, deleting, setting a
+/// compatibility level) behind `auth` (crate::auth).
+pub fn router(store: Store, auth: &WriteAuth) -> Router {
+    let reads = Router::new()
         .route("/", get(|| async { ok(json!({})) }))
         .route("/schemas/types", get(|| async { ok(json!(["AVRO"])) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
@@ -32,12 +35,10 @@ pub fn router(store: Store) -> Router {
         .route("/schemas/ids/{id}/subjects", get(subjects_by_id))
         .route("/schemas/ids/{id}/versions", get(versions_by_id))
         .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
-        .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route(
-            "/subjects/{subject}/versions/{version}",
-            get(version).delete(delete_version),
-        )
+        // Looking a schema up and testing compatibility are POSTs that change nothing.
+        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}/versions", get(versions))
+        .route("/subjects/{subject}/versions/{version}", get(version))
         .route(
             "/subjects/{subject}/versions/{version}/schema",
             get(raw_version),
@@ -50,14 +51,23 @@ pub fn router(store: Store) -> Router {
             "/compatibility/subjects/{subject}/versions",
             post(compatibility_with_subject),
         )
-        .route("/config", get(get_global_config).put(put_global_config))
+        .route("/config", get(get_global_config))
+        .route("/config/{subject}", get(get_subject_config))
+        .route("/mode", get(|| async { ok(json!({"mode": "READWRITE"})) }));
+    let writes = Router::new()
+        .route("/subjects/{subject}", delete(delete_subject))
+        .route("/subjects/{subject}/versions", post(register))
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            delete(delete_version),
+        )
+        .route("/config", put(put_global_config))
         .route(
             "/config/{subject}",
-            get(get_subject_config)
-                .put(put_subject_config)
-                .delete(delete_subject_config),
-        )
-        .route("/mode", get(|| async { ok(json!({"mode": "READWRITE"})) }))
+            put(put_subject_config).delete(delete_subject_config),
+        );
+    reads
+        .merge(auth.protect(writes))
         .fallback(|| async { RegistryError::RouteNotFound })
         .method_not_allowed_fallback(|| async {
             let body = json!({"error_code": 405, "message": "HTTP 405 Method Not Allowed"});

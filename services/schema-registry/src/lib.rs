@@ -3,6 +3,7 @@
 //! canonical forms, ids and compatibility.
 
 pub mod api;
+pub mod auth;
 pub mod canonical;
 pub mod compat;
 pub mod error;
@@ -27,6 +28,9 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     pub database: DatabaseConfig,
+    /// `auth.username` / `auth.password`: the basic-auth credential of writes.
+    #[serde(default)]
+    pub auth: auth::AuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,22 +39,27 @@ pub enum AppError {
     Db(#[from] DbError),
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::WeakPassword),
 }
 
 pub struct App {
     listener: TcpListener,
     store: Store,
+    auth: auth::WriteAuth,
 }
 
 impl App {
     /// Connects to Postgres, applies migrations and binds the listener (port 0 allowed).
     pub async fn build(config: Config) -> Result<Self, AppError> {
+        let auth = auth::WriteAuth::new(&config.auth)?;
         let pool = db::connect(&config.database).await?;
         db::migrate(&pool, &[&MIGRATOR]).await?;
         let listener = kit_http::bind(&config.http).await?;
         Ok(Self {
             listener,
             store: Store::new(pool),
+            auth,
         })
     }
 
@@ -66,7 +75,7 @@ impl App {
             kit_http::health_router(vec![("database", db_check(self.store.pool().clone()))]);
         let router = health
             .merge(kit_http::metrics_router())
-            .merge(api::router(self.store));
+            .merge(api::router(self.store, &self.auth));
         kit_http::serve(self.listener, router, shutdown).await?;
         Ok(())
     }

@@ -124,6 +124,43 @@ async fn poison_messages_go_to_dead_letters_with_their_error_and_the_partition_m
     consumer.await.unwrap();
 }
 
+/// A handler bug that panics once must not stall its partition silently: the runtime
+/// catches the panic (counted in `consumer_handler_panics_total`, logged as an error), rolls
+/// the attempt back and retries; every message is then applied once, in order.
+#[tokio::test]
+async fn a_handler_that_panics_once_does_not_stall_its_partition() {
+    let env = env().await;
+    let handler = RecordingHandler::default();
+    handler.panic_once.store(true, Ordering::SeqCst);
+    let token = CancellationToken::new();
+    let group = "panics-once";
+    let consumer = spawn_consumer(
+        &env,
+        env.db.pool.clone(),
+        consumer_config(group),
+        handler.clone(),
+        token.clone(),
+    );
+    let orders = enqueue(&env, 3, 5).await;
+    relay(&env, RelayConfig::default())
+        .drain_once()
+        .await
+        .unwrap();
+
+    wait_for_effects(&env.db.pool, 15).await;
+    assert!(
+        !handler.panic_once.load(Ordering::SeqCst),
+        "the handler did panic"
+    );
+    assert_each_once_in_order(&env.db.pool, &orders, 5).await;
+    assert!(
+        dead_letters_of(&env, group).await.is_empty(),
+        "one panic is retried, not dead-lettered"
+    );
+    token.cancel();
+    consumer.await.unwrap();
+}
+
 #[tokio::test]
 async fn transient_failures_are_retried_then_dead_lettered_and_a_replay_applies_once() {
     let env = env().await;

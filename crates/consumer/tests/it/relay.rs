@@ -192,3 +192,73 @@ async fn stats_report_pending_rows_and_purge_keeps_undelivered_ones() {
     assert_eq!(purged, 10, "delivered rows purged");
     assert_eq!(relay.stats().await.unwrap().pending, 3, "pending rows kept");
 }
+
+/// Broker trouble must not hold a transaction open: the order projector's read-your-writes
+/// waits for the xmin horizon, which any open transaction with an id holds back. A relay
+/// waiting on an unreachable broker holds its lock on an idle session, nothing more.
+#[tokio::test]
+async fn relay_waiting_on_an_unreachable_broker_holds_no_transaction_open() {
+    let env = env().await;
+    enqueue(&env, 2, 3).await;
+    let unreachable = saga_kafka::KafkaConfig {
+        // Nothing listens there: every delivery waits until message.timeout.ms.
+        bootstrap_servers: format!("127.0.0.1:{}", saga_stack::free_port().unwrap()),
+        message_timeout_ms: 60_000,
+        ..env.kafka.clone()
+    };
+    let stuck = saga_outbox::Relay::new(env.db.pool.clone(), &unreachable, RelayConfig::default())
+        .expect("relay");
+    let token = CancellationToken::new();
+    let task = tokio::spawn(stuck.run(token.clone()));
+
+    // The relay is mid-batch once its session holds the advisory lock.
+    let lock_holder = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_optional(&env.db.pool)
+        .await
+        .unwrap()
+    };
+    wait_until(DEADLINE, || async { lock_holder().await.is_some() })
+        .await
+        .expect("the relay took its lock");
+    let started = std::time::Instant::now();
+    // Observe the batch for two seconds (it lasts until message.timeout.ms): at no point
+    // does any session of this database keep a transaction open, the relay's included.
+    while started.elapsed() < Duration::from_secs(2) {
+        let holder = lock_holder().await.expect("still publishing");
+        let (state, xid, xmin): (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT state, backend_xid::text, backend_xmin::text
+                 FROM pg_stat_activity WHERE pid = $1",
+        )
+        .bind(holder)
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(state.as_deref(), Some("idle"), "relay session state");
+        assert_eq!((xid, xmin), (None, None), "relay holds no xid or snapshot");
+        let long_open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND xact_start < now() - interval '500 milliseconds'",
+        )
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(long_open, 0, "a transaction stayed open during the publish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        saga_outbox::relay::stats(&env.db.pool)
+            .await
+            .unwrap()
+            .pending,
+        6,
+        "nothing was marked delivered"
+    );
+    token.cancel();
+    task.abort();
+    let _ = task.await;
+}

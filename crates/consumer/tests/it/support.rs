@@ -79,10 +79,12 @@ pub fn message(order: OrderId, n: i32) -> ReserveStock {
 }
 
 /// Records every application. A quantity of -1 is a message the handler refuses
-/// permanently; `fail_transiently` makes every call fail with a transient error.
+/// permanently; `fail_transiently` makes every call fail with a transient error;
+/// `panic_once` makes the next call panic (a handler bug).
 #[derive(Clone, Default)]
 pub struct RecordingHandler {
     pub fail_transiently: Arc<AtomicBool>,
+    pub panic_once: Arc<AtomicBool>,
 }
 
 impl Handler for RecordingHandler {
@@ -96,6 +98,9 @@ impl Handler for RecordingHandler {
         let InventoryCommand::ReserveStock(cmd) = &msg.message else {
             return Err(HandlerError::Permanent("unexpected message".into()));
         };
+        if self.panic_once.swap(false, Ordering::SeqCst) {
+            panic!("handler bug (injected by the test)");
+        }
         if self.fail_transiently.load(Ordering::SeqCst) {
             return Err(HandlerError::Transient("told to fail".into()));
         }

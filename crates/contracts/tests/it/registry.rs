@@ -42,9 +42,14 @@ impl Registry {
                 let config = schema_registry::Config {
                     http: saga_service_kit::HttpConfig::default(),
                     database: saga_service_kit::DatabaseConfig::new(db.url.clone()),
+                    auth: schema_registry::auth::AuthConfig::with_password(
+                        "contracts-test-registry",
+                    ),
                 };
+                let auth = config.auth.clone();
                 let app = schema_registry::App::build(config).await.unwrap();
-                tx.send(format!("http://{}", app.local_addr())).unwrap();
+                tx.send(auth.url_with_credentials(&format!("http://{}", app.local_addr())))
+                    .unwrap();
                 app.run(token).await.unwrap();
                 drop(db);
             });

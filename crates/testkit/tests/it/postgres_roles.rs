@@ -1,27 +1,39 @@
 //! Each service role can use its own database and is refused on every other.
 
-use saga_stack::SERVICE_DATABASES;
-use saga_testkit::TestStack;
+use saga_stack::{Postgres, SERVICE_DATABASES, Stack, StackConfig};
+use saga_testkit::{PrivateStack, TestStack};
 use sqlx::{Connection, PgConnection};
 
-fn role_url(stack: &TestStack, role: &str, password: &str, database: &str) -> String {
-    let admin = url_parts(stack.pg_admin_url());
-    format!("postgres://{role}:{password}@{admin}/{database}")
+fn role_url(cfg: &StackConfig, role: &str, password: &str, database: &str) -> String {
+    format!(
+        "postgres://{role}:{password}@{}:{}/{database}",
+        cfg.host, cfg.pg_port
+    )
 }
 
-/// `host:port` of the admin URL.
-fn url_parts(url: &str) -> &str {
-    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
-    after_at
-        .split_once('/')
-        .map_or(after_at, |(hostport, _)| hostport)
+/// SQLSTATE of a refused connection.
+fn refusal_code(result: Result<PgConnection, sqlx::Error>) -> Option<String> {
+    let err = result.err()?;
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
+}
+
+/// A PostgreSQL of our own: the roles' generated passwords live in its secrets directory,
+/// which a stack named by the environment does not share.
+async fn postgres_stack() -> PrivateStack {
+    PrivateStack::start_with(|cfg| Stack::empty(cfg).push(Postgres))
+        .await
+        .expect("start a private PostgreSQL")
 }
 
 #[tokio::test]
 async fn each_role_uses_its_own_database_and_is_refused_on_the_others() {
-    let stack = TestStack::get().await;
+    let private = postgres_stack().await;
+    let cfg = private.stack().config();
     for own in SERVICE_DATABASES {
-        let url = role_url(stack, own.role, own.password, own.database);
+        let password = cfg.db_password(own.role).unwrap();
+        let url = role_url(cfg, own.role, &password, own.database);
         let mut conn = PgConnection::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("{} on {}: {e}", own.role, own.database));
@@ -47,23 +59,57 @@ async fn each_role_uses_its_own_database_and_is_refused_on_the_others() {
             .filter(|db| *db != own.database)
             .chain(["postgres"]);
         for other in others {
-            let err = PgConnection::connect(&role_url(stack, own.role, own.password, other))
-                .await
-                .err()
-                .unwrap_or_else(|| panic!("{} must be refused on {other}", own.role));
-            let code = err
-                .as_database_error()
-                .and_then(|e| e.code())
-                .map(|c| c.into_owned());
-            // 42501 insufficient_privilege: refused by the CONNECT privilege, not by a typo.
-            assert_eq!(
-                code.as_deref(),
-                Some("42501"),
-                "{} on {other}: {err}",
-                own.role
+            let code = refusal_code(
+                PgConnection::connect(&role_url(cfg, own.role, &password, other)).await,
             );
+            // 42501 insufficient_privilege: refused by the CONNECT privilege, not by a typo.
+            assert_eq!(code.as_deref(), Some("42501"), "{} on {other}", own.role);
         }
     }
+    private.shutdown().await.unwrap();
+}
+
+/// Passwords are generated per role (not the role's name, as they once were), and TCP
+/// logins are checked with SCRAM, so a role's credential opens that role only.
+#[tokio::test]
+async fn a_role_cannot_log_in_with_another_roles_password_or_its_name() {
+    let private = postgres_stack().await;
+    let cfg = private.stack().config();
+    let passwords: Vec<String> = SERVICE_DATABASES
+        .iter()
+        .map(|d| cfg.db_password(d.role).unwrap())
+        .collect();
+    for (i, own) in SERVICE_DATABASES.iter().enumerate() {
+        assert_ne!(passwords[i], own.role);
+        assert!(passwords[i].len() >= 32, "a generated password is long");
+        let wrong = SERVICE_DATABASES
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(j, d)| (format!("{}'s password", d.role), passwords[j].clone()))
+            .chain([("its name".to_owned(), own.role.to_owned())]);
+        for (which, password) in wrong {
+            let code = refusal_code(
+                PgConnection::connect(&role_url(cfg, own.role, &password, own.database)).await,
+            );
+            // 28P01 invalid_password.
+            assert_eq!(code.as_deref(), Some("28P01"), "{} with {which}", own.role);
+        }
+    }
+    // Every check of `cargo xtask demo` passes too.
+    let checks = saga_stack::proof::check_role_isolation(cfg).await;
+    assert!(checks.iter().all(|c| c.passed()), "{checks:#?}");
+    // pg_hba: password (SCRAM) authentication for TCP, nothing weaker.
+    let mut admin = PgConnection::connect(&cfg.pg_admin_url()).await.unwrap();
+    let methods: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE type LIKE 'host%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(methods, ["scram-sha-256"]);
+    let _ = admin.close().await;
+    private.shutdown().await.unwrap();
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ pub async fn registry_url() -> String {
     let db = stack.fresh_database().await;
     let db_url = db.url.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let auth = schema_registry::auth::AuthConfig::with_password("orchestrator-test-registry");
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().expect("registry runtime");
         rt.block_on(async move {
@@ -40,10 +41,11 @@ pub async fn registry_url() -> String {
                     listen: "127.0.0.1:0".parse().unwrap(),
                 },
                 database: DatabaseConfig::new(db_url),
+                auth: auth.clone(),
             })
             .await
             .expect("start the schema registry");
-            let _ = tx.send(format!("http://{}", app.local_addr()));
+            let _ = tx.send(auth.url_with_credentials(&format!("http://{}", app.local_addr())));
             app.run(tokio_util::sync::CancellationToken::new())
                 .await
                 .expect("schema registry runs");
@@ -64,9 +66,7 @@ pub fn config(db_url: &str, registry: &str, saga: SagaConfig, components: Compon
             },
             database: DatabaseConfig::new(db_url),
             kafka: Default::default(),
-            registry: RegistryConfig {
-                url: registry.to_owned(),
-            },
+            registry: RegistryConfig::new(registry),
             consumer: Default::default(),
             relay: Default::default(),
             components,

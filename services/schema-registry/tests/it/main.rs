@@ -3,6 +3,7 @@
 //! the compatibility table and concurrent registration.
 
 mod api;
+mod auth;
 mod client;
 mod compat;
 mod concurrency;

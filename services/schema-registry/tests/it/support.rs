@@ -8,8 +8,15 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub const CT: &str = "application/vnd.schemaregistry.v1+json";
 
+/// The write password of every test registry.
+pub const PASSWORD: &str = "test-registry-password";
+
 pub struct Registry {
+    /// With the write credential in its user info (`http://registry:pw@host:port`): reqwest
+    /// and the converter send it as basic auth, so every call of a test may write.
     pub base: String,
+    /// Without a credential: what an anonymous client sees.
+    pub anonymous_base: String,
     pub http: reqwest::Client,
     pub token: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<()>>,
@@ -22,14 +29,21 @@ pub async fn start() -> Registry {
     let config = Config {
         http: HttpConfig::default(),
         database: DatabaseConfig::new(db.url.clone()),
+        auth: schema_registry::auth::AuthConfig::with_password(PASSWORD),
     };
     let app = App::build(config).await.expect("registry builds");
-    let base = format!("http://{}", app.local_addr());
+    let anonymous_base = format!("http://{}", app.local_addr());
+    let base = format!(
+        "http://{}:{PASSWORD}@{}",
+        schema_registry::auth::DEFAULT_USERNAME,
+        app.local_addr()
+    );
     let token = CancellationToken::new();
     let run_token = token.clone();
     let task = tokio::spawn(async move { app.run(run_token).await.expect("registry runs") });
     Registry {
         base,
+        anonymous_base,
         http: reqwest::Client::new(),
         _guard: token.clone().drop_guard(),
         token,
