@@ -53,6 +53,11 @@ pub(crate) async fn run(extra: &[String]) -> anyhow::Result<ExitCode> {
     {
         cmd.arg("--workspace");
     }
+    // Every failing test binary in one run, not only the first: a CI log then shows all
+    // that is wrong at once.
+    if !extra.iter().any(|a| a == "--no-fail-fast") {
+        cmd.arg("--no-fail-fast");
+    }
     cmd.args(extra)
         .envs(stack.env().vars())
         .env("SAGA_STACK_DIR", dir.path())
