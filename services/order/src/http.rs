@@ -607,22 +607,36 @@ async fn list_orders(
         .as_deref()
         .map(|raw| OrderId::from_str(raw).map_err(|_| bad("after", "must be an order id")))
         .transpose()?;
-    let raw_token = query.consistency_token.clone().or_else(|| {
-        headers
-            .get(CONSISTENCY_TOKEN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    let token = raw_token
-        .map(|raw| {
-            raw.parse::<i64>().map_err(|_| {
-                bad(
-                    "consistency_token",
-                    "must be a token returned by POST /orders",
-                )
-            })
+    // Both places are checked when both are given: a malformed header must not hide behind a
+    // good query parameter (the document says each is an integer).
+    let parse_token = |raw: &str| {
+        raw.parse::<i64>().map_err(|_| {
+            bad(
+                "consistency_token",
+                "must be a token returned by POST /orders",
+            )
         })
+    };
+    let query_token = query
+        .consistency_token
+        .as_deref()
+        .map(parse_token)
         .transpose()?;
+    let header_token = headers
+        .get(CONSISTENCY_TOKEN)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ())
+                .and_then(|s| parse_token(s).map_err(|_| ()))
+        })
+        .transpose()
+        .map_err(|()| {
+            bad(
+                "X-Consistency-Token",
+                "must be a token returned by POST /orders",
+            )
+        })?;
+    let token = query_token.or(header_token);
     let (page, more) = if let Some(status) = status {
         orders
             .list_by_status(
