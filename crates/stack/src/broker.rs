@@ -19,8 +19,8 @@ use crate::error::StackError;
 pub const TANSU_VERSION: &str = "0.6.0";
 /// Applied to tansu-storage before the build: a fetch answers as soon as it has data and a
 /// waiting fetch wakes on a produce to its partitions, and the SQLite storage indexes its
-/// header table. What and why: `crates/stack/tansu/README.md`.
-const STORAGE_PATCH: &str = include_str!("../tansu/tansu-storage-fetch.patch");
+/// header table and keeps its hot statements prepared. What and why: `crates/stack/tansu/README.md`.
+const STORAGE_PATCH: &str = include_str!("../tansu/tansu-storage.patch");
 /// The stack uses SQLite storage only, so the object-store engines are not built.
 const FEATURES: &str = "libsql";
 const NAME: &str = "broker";
