@@ -477,18 +477,13 @@ impl<H: Handler> Shared<H> {
             self.handler.lock_batch(&mut tx, &msgs).await?;
         }
         let mut duplicates = 0u64;
-        for item in items {
+        let claims = self.claim(&mut tx, items).await?;
+        for (item, claim) in items.iter().zip(claims) {
             let Ok(incoming) = &item.decoded else {
                 unreachable!("only decoded messages are applied")
             };
-            let source = Source {
-                topic: &item.raw.topic,
-                partition: item.raw.partition,
-                offset: item.raw.offset,
-            };
-            let message_id = *incoming.meta().message_id.as_uuid();
             async {
-                match self.inbox.record(&mut tx, message_id, source).await? {
+                match claim {
                     Claim::Duplicate => {
                         tracing::info!("duplicate delivery skipped");
                         duplicates += 1;
@@ -528,6 +523,31 @@ impl<H: Handler> Shared<H> {
                 .increment(duplicates);
         }
         Ok(())
+    }
+
+    /// Claims the items' message ids in the inbox: one statement for a batch, the plain
+    /// insert for a single message.
+    async fn claim(
+        &self,
+        tx: &mut PgConnection,
+        items: &[Item<H::Message>],
+    ) -> Result<Vec<Claim>, Failure> {
+        let messages: Vec<(uuid::Uuid, Source<'_>)> = items
+            .iter()
+            .filter_map(|item| {
+                let incoming = item.decoded.as_ref().ok()?;
+                let source = Source {
+                    topic: &item.raw.topic,
+                    partition: item.raw.partition,
+                    offset: item.raw.offset,
+                };
+                Some((*incoming.meta().message_id.as_uuid(), source))
+            })
+            .collect();
+        Ok(match messages.as_slice() {
+            [(message_id, source)] => vec![self.inbox.record(tx, *message_id, *source).await?],
+            _ => self.inbox.record_batch(tx, &messages).await?,
+        })
     }
 
     /// Apply one message with the retry policy; dead-letter it when it cannot be applied.

@@ -51,6 +51,51 @@ impl Inbox {
         &self.consumer_group
     }
 
+    /// Claim a batch of messages within the caller's transaction with one statement (a
+    /// consumer's batch of messages is applied in one transaction, and one insert per message
+    /// was most of the statements the inbox cost). The answer is in the order of `messages`;
+    /// a message id that occurs twice in the batch is `New` the first time and `Duplicate`
+    /// after, as if each had been claimed on its own.
+    pub async fn record_batch(
+        &self,
+        tx: &mut PgConnection,
+        messages: &[(Uuid, Source<'_>)],
+    ) -> Result<Vec<Claim>, sqlx::Error> {
+        let ids: Vec<Uuid> = messages.iter().map(|(id, _)| *id).collect();
+        let topics: Vec<&str> = messages.iter().map(|(_, s)| s.topic).collect();
+        let partitions: Vec<i32> = messages.iter().map(|(_, s)| s.partition).collect();
+        let offsets: Vec<i64> = messages.iter().map(|(_, s)| s.offset).collect();
+        // ON CONFLICT DO NOTHING also skips a row that conflicts with one inserted earlier by
+        // the same statement, so a repeated id is inserted (and returned) once.
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO inbox (consumer_group, message_id, topic, kafka_partition, kafka_offset)
+             SELECT $1, m.id, m.topic, m.part, m.off
+             FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::int8[])
+                  WITH ORDINALITY AS m(id, topic, part, off, n)
+             ORDER BY m.n
+             ON CONFLICT (consumer_group, message_id) DO NOTHING
+             RETURNING message_id",
+        )
+        .bind(&self.consumer_group)
+        .bind(&ids)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .fetch_all(tx)
+        .await?;
+        let mut new: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
+        Ok(ids
+            .iter()
+            .map(|id| {
+                if new.remove(id) {
+                    Claim::New
+                } else {
+                    Claim::Duplicate
+                }
+            })
+            .collect())
+    }
+
     /// Claim `message_id` within the caller's transaction.
     pub async fn record(
         &self,

@@ -311,3 +311,72 @@ async fn consumer_killed_mid_batch_and_restarted_loses_nothing_and_applies_nothi
     token.cancel();
     second.await.unwrap();
 }
+
+/// The batch claim (one statement for a consumer's batch) answers exactly as one claim per
+/// message would: new ids are `New`, ids claimed before are `Duplicate`, an id repeated
+/// inside the batch is `New` once and `Duplicate` after, and nothing is claimed if the
+/// transaction rolls back.
+#[tokio::test]
+async fn a_batch_claim_answers_like_one_claim_per_message() {
+    use saga_inbox::{Claim, Inbox, Source};
+    let env = env().await;
+    let inbox = Inbox::new("batch-claim");
+    let source = |offset| Source {
+        topic: "t",
+        partition: 0,
+        offset,
+    };
+    let (a, b, c) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+
+    let mut tx = env.db.pool.begin().await.unwrap();
+    assert_eq!(
+        inbox.record(&mut tx, a, source(0)).await.unwrap(),
+        Claim::New
+    );
+    tx.commit().await.unwrap();
+
+    // Rolled back: `c` must still be new afterwards.
+    let mut tx = env.db.pool.begin().await.unwrap();
+    let claims = inbox
+        .record_batch(&mut tx, &[(c, source(9))])
+        .await
+        .unwrap();
+    assert_eq!(claims, [Claim::New]);
+    tx.rollback().await.unwrap();
+
+    let mut tx = env.db.pool.begin().await.unwrap();
+    let claims = inbox
+        .record_batch(
+            &mut tx,
+            &[
+                (b, source(1)),
+                (a, source(2)),
+                (b, source(3)),
+                (c, source(4)),
+            ],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        claims,
+        [Claim::New, Claim::Duplicate, Claim::Duplicate, Claim::New]
+    );
+    let rows: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT message_id, kafka_offset FROM inbox WHERE consumer_group = 'batch-claim'",
+    )
+    .fetch_all(&env.db.pool)
+    .await
+    .unwrap();
+    let mut rows = rows;
+    rows.sort_by_key(|(_, offset)| *offset);
+    assert_eq!(
+        rows,
+        [(a, 0), (b, 1), (c, 4)],
+        "one row per id, the first delivery's"
+    );
+}
