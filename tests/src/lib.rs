@@ -101,6 +101,9 @@ pub struct SuiteOptions {
     pub database_hosts: HashMap<Service, String>,
     /// Extra environment of child-process services (e.g. a test-only fault switch).
     pub extra_env: Vec<(Service, String, String)>,
+    /// Child-process services that run in a network namespace of their own (the chaos
+    /// soak's `cut-broker` fault), reached at the namespace's address.
+    pub netns: HashMap<Service, ServiceNetns>,
     /// The orchestrator's step deadline overrides in ms by step name (`saga.step_deadlines_ms`);
     /// empty keeps the step table's defaults.
     pub step_deadlines_ms: std::collections::BTreeMap<String, u64>,
@@ -122,10 +125,21 @@ impl Default for SuiteOptions {
             db_max_connections: 6,
             database_hosts: HashMap::new(),
             extra_env: Vec::new(),
+            netns: HashMap::new(),
             step_deadlines_ms: std::collections::BTreeMap::new(),
             order_pending_stale_after: None,
         }
     }
+}
+
+/// A network namespace a child-process service is started in (`ip netns exec <name>`): it
+/// listens on `address`, where the test reaches it.
+#[derive(Debug, Clone)]
+pub struct ServiceNetns {
+    pub name: String,
+    pub address: std::net::Ipv4Addr,
+    /// The `ip` binary of iproute2.
+    pub ip: PathBuf,
 }
 
 /// One running instance of a service.

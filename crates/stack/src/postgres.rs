@@ -139,7 +139,30 @@ fn initdb(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {
             ),
         ));
     }
-    Ok(())
+    allow_host(cfg, cluster)
+}
+
+/// initdb's pg_hba.conf admits TCP clients from loopback only. A stack that listens on
+/// another address (the chaos soak's, on a veth for its network namespaces) is reached from
+/// that address: admit it too, with the same password authentication.
+fn allow_host(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {
+    let Ok(host) = cfg.host.parse::<std::net::IpAddr>() else {
+        return Ok(());
+    };
+    if host.is_loopback() {
+        return Ok(());
+    }
+    let hba = cluster.join("pg_hba.conf");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&hba)
+        .map_err(StackError::io(format!("open {}", hba.display())))?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("host    all             all             {host}/32            scram-sha-256\n")
+            .as_bytes(),
+    )
+    .map_err(StackError::io(format!("append to {}", hba.display())))
 }
 
 async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
