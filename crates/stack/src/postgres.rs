@@ -307,4 +307,25 @@ mod tests {
             assert!(statements.contains(&create), "{create} missing");
         }
     }
+
+    #[test]
+    fn a_stack_on_another_address_admits_it_and_loopback_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("saga-hba-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hba = dir.join("pg_hba.conf");
+        std::fs::write(&hba, "host all all 127.0.0.1/32 scram-sha-256\n").unwrap();
+        let mut cfg = StackConfig::defaults();
+        allow_host(&cfg, &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(&hba).unwrap().lines().count(), 1);
+        cfg.host = "10.77.3.1".into();
+        allow_host(&cfg, &dir).unwrap();
+        let text = std::fs::read_to_string(&hba).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            text.lines()
+                .last()
+                .is_some_and(|l| l.contains("10.77.3.1/32") && l.ends_with("scram-sha-256")),
+            "{text}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use saga_kafka::headers::{HeaderMap, to_kafka_headers};
 use saga_testkit::TestStack;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Fault, PlannedFault, STANDBY_SUFFIX, service_by_name, service_name, step_of};
 use super::netns::Network;
+use super::plan::{Fault, PlannedFault, STANDBY_SUFFIX, service_by_name, service_name, step_of};
 use super::proxy::Proxy;
 use super::report::FaultRecord;
 use super::{Endpoints, STANDBY_ENV};

@@ -191,8 +191,7 @@ impl Network {
             let steps: [&[&str]; 8] = [
                 &["netns", "add", &name],
                 &[
-                    "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns",
-                    &name,
+                    "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &name,
                 ],
                 &["addr", "add", &host_addr, "dev", &host_if],
                 &["link", "set", &host_if, "up"],
@@ -262,12 +261,16 @@ impl Network {
         let nft = self.nft.to_string_lossy();
         let listing = run(
             &self.ip,
-            &["netns", "exec", &ns.name, &nft, "list", "table", "inet", CUT_TABLE],
+            &[
+                "netns", "exec", &ns.name, &nft, "list", "table", "inet", CUT_TABLE,
+            ],
         )
         .unwrap_or_default();
         run(
             &self.ip,
-            &["netns", "exec", &ns.name, &nft, "delete", "table", "inet", CUT_TABLE],
+            &[
+                "netns", "exec", &ns.name, &nft, "delete", "table", "inet", CUT_TABLE,
+            ],
         )?;
         Ok(dropped(&listing))
     }
