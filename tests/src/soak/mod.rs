@@ -1,8 +1,8 @@
 //! The chaos soak (`cargo xtask soak`): thousands of orders at a steady rate through the five
 //! services as child processes, while a fault schedule drawn from a seed kills and restarts
-//! every service, the broker and PostgreSQL, cuts a service off its database or off the broker
-//! (see [`netns`]), republishes delivered messages and injects poison; then it lets the suite drain and checks the books
-//! (see [`check`]) and reports (see [`report`]).
+//! every service, the broker and PostgreSQL, cuts a service off its database or off the
+//! broker (see [`netns`]), republishes delivered messages and injects poison; then it lets the
+//! suite drain and checks the books (see [`check`]) and reports (see [`report`]).
 //!
 //! Faults run one after another, never two at once, so each row of the report says what one
 //! fault did. Orders are placed by a client that retries with the same `Idempotency-Key`
@@ -46,7 +46,10 @@ pub const DOUBLE_REFUND_SWITCH: &str = "SAGA_TEST_DOUBLE_REFUND";
 pub enum SoakError {
     #[error("start the soak's stack: {0}")]
     Stack(#[from] saga_testkit::TestkitError),
-    #[error("{0} needs a stack of the soak's own (it restarts the broker or PostgreSQL)")]
+    #[error(
+        "{0} needs a stack of the soak's own (it restarts the broker or PostgreSQL, or has \
+         the broker advertise an address a network namespace reaches)"
+    )]
     NeedsOwnStack(&'static str),
     #[error("soak setup: {0}")]
     Setup(String),
@@ -236,7 +239,9 @@ async fn run_in(
         return Err(SoakError::NeedsOwnStack(kind.name()));
     }
     if net.is_none() && cfg.faults.contains(&FaultKind::CutBroker) {
-        return Err(SoakError::NeedsOwnStack(FaultKind::CutBroker.name()));
+        return Err(SoakError::Setup(
+            "cut-broker needs the network namespaces run_on_private_stack makes".into(),
+        ));
     }
     let pg = proxy::pg_socket(stack.pg_admin_url())
         .ok_or_else(|| SoakError::Setup("the stack's PostgreSQL address".into()))?;

@@ -137,9 +137,9 @@ fn remove_stale(ip: &Path) {
 fn free_subnets(ip: &Path, count: usize) -> Result<Vec<u8>, String> {
     let used = run(ip, &["-o", "-4", "addr", "show"])?;
     // Start where this process' id points, so two soaks at once seldom race for one.
-    let start = (std::process::id() % 250) as u8;
-    let subnets: Vec<u8> = (0..250u8)
-        .map(|i| 1 + (start + i) % 250)
+    let start = std::process::id() % 250;
+    let subnets: Vec<u8> = (0..250u32)
+        .map(|i| (1 + (start + i) % 250) as u8)
         .filter(|n| !used.contains(&format!(" 10.77.{n}.")))
         .take(count)
         .collect();
