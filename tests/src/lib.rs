@@ -793,6 +793,13 @@ async fn registry_url(stack: &TestStack) -> String {
     if let Some(url) = stack.registry_url() {
         return url.to_owned();
     }
+    // Where the stack listens: loopback, or the chaos soak's veth address, which services in
+    // network namespaces reach and loopback they do not.
+    let host: std::net::IpAddr = stack
+        .kafka_bootstrap()
+        .rsplit_once(':')
+        .and_then(|(host, _)| host.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     URL.get_or_init(|| async {
         let db = stack.fresh_database().await;
@@ -803,7 +810,9 @@ async fn registry_url(stack: &TestStack) -> String {
             let rt = tokio::runtime::Runtime::new().expect("registry runtime");
             rt.block_on(async move {
                 let app = schema_registry::App::build(schema_registry::Config {
-                    http: saga_service_kit::HttpConfig::default(),
+                    http: saga_service_kit::HttpConfig {
+                        listen: std::net::SocketAddr::new(host, 0),
+                    },
                     database: saga_service_kit::config::DatabaseConfig::new(db_url),
                     auth: auth.clone(),
                 })
