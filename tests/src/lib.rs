@@ -101,6 +101,9 @@ pub struct SuiteOptions {
     pub database_hosts: HashMap<Service, String>,
     /// Extra environment of child-process services (e.g. a test-only fault switch).
     pub extra_env: Vec<(Service, String, String)>,
+    /// Child-process services that run in a network namespace of their own (the chaos
+    /// soak's `cut-broker` fault), reached at the namespace's address.
+    pub netns: HashMap<Service, ServiceNetns>,
     /// The orchestrator's step deadline overrides in ms by step name (`saga.step_deadlines_ms`);
     /// empty keeps the step table's defaults.
     pub step_deadlines_ms: std::collections::BTreeMap<String, u64>,
@@ -122,10 +125,21 @@ impl Default for SuiteOptions {
             db_max_connections: 6,
             database_hosts: HashMap::new(),
             extra_env: Vec::new(),
+            netns: HashMap::new(),
             step_deadlines_ms: std::collections::BTreeMap::new(),
             order_pending_stale_after: None,
         }
     }
+}
+
+/// A network namespace a child-process service is started in (`ip netns exec <name>`): it
+/// listens on `address`, where the test reaches it.
+#[derive(Debug, Clone)]
+pub struct ServiceNetns {
+    pub name: String,
+    pub address: std::net::Ipv4Addr,
+    /// The `ip` binary of iproute2.
+    pub ip: PathBuf,
 }
 
 /// One running instance of a service.
@@ -779,6 +793,13 @@ async fn registry_url(stack: &TestStack) -> String {
     if let Some(url) = stack.registry_url() {
         return url.to_owned();
     }
+    // Where the stack listens: loopback, or the chaos soak's veth address, which services in
+    // network namespaces reach and loopback they do not.
+    let host: std::net::IpAddr = stack
+        .kafka_bootstrap()
+        .rsplit_once(':')
+        .and_then(|(host, _)| host.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
     static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     URL.get_or_init(|| async {
         let db = stack.fresh_database().await;
@@ -789,7 +810,9 @@ async fn registry_url(stack: &TestStack) -> String {
             let rt = tokio::runtime::Runtime::new().expect("registry runtime");
             rt.block_on(async move {
                 let app = schema_registry::App::build(schema_registry::Config {
-                    http: saga_service_kit::HttpConfig::default(),
+                    http: saga_service_kit::HttpConfig {
+                        listen: std::net::SocketAddr::new(host, 0),
+                    },
                     database: saga_service_kit::config::DatabaseConfig::new(db_url),
                     auth: auth.clone(),
                 })

@@ -66,14 +66,29 @@ impl ChildService {
         ));
         let log_file = std::fs::File::create(&log).expect("log file");
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let netns = suite.options.netns.get(&service);
+        // In a namespace of its own the service listens on the namespace's address (its
+        // loopback is not the test's); the port is free there whatever it is here.
+        let listen = format!(
+            "{}:{port}",
+            netns.map_or(std::net::Ipv4Addr::LOCALHOST, |ns| ns.address)
+        );
+        let url = format!("http://{listen}");
         let opts = &suite.options;
         let membership = match suite.membership(service) {
             Membership::Group => "group",
             Membership::Assign => "assign",
         };
 
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match netns {
+            Some(ns) => {
+                // `ip netns exec` enters the namespace and execs the binary: same pid.
+                let mut cmd = Command::new(&ns.ip);
+                cmd.args(["netns", "exec", &ns.name]).arg(&bin);
+                cmd
+            }
+            None => Command::new(&bin),
+        };
         // Only what we set: an APP_ variable of the test's environment would change the
         // service (and the participants refuse unknown keys).
         for (key, _) in std::env::vars_os() {
@@ -81,7 +96,7 @@ impl ChildService {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("APP_HTTP__LISTEN", format!("127.0.0.1:{port}"))
+        cmd.env("APP_HTTP__LISTEN", &listen)
             .env("APP_DATABASE__URL", suite.service_database_url(service))
             .env(
                 "APP_DATABASE__MAX_CONNECTIONS",

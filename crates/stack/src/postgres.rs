@@ -139,7 +139,30 @@ fn initdb(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {
             ),
         ));
     }
-    Ok(())
+    allow_host(cfg, cluster)
+}
+
+/// initdb's pg_hba.conf admits TCP clients from loopback only. A stack that listens on
+/// another address (the chaos soak's, on a veth for its network namespaces) is reached from
+/// that address: admit it too, with the same password authentication.
+fn allow_host(cfg: &StackConfig, cluster: &Path) -> Result<(), StackError> {
+    let Ok(host) = cfg.host.parse::<std::net::IpAddr>() else {
+        return Ok(());
+    };
+    if host.is_loopback() {
+        return Ok(());
+    }
+    let hba = cluster.join("pg_hba.conf");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&hba)
+        .map_err(StackError::io(format!("open {}", hba.display())))?;
+    std::io::Write::write_all(
+        &mut file,
+        format!("host    all             all             {host}/32            scram-sha-256\n")
+            .as_bytes(),
+    )
+    .map_err(StackError::io(format!("append to {}", hba.display())))
 }
 
 async fn connect(url: &str) -> Result<PgConnection, sqlx::Error> {
@@ -283,5 +306,26 @@ mod tests {
             let create = format!("CREATE DATABASE {} OWNER {}", db.database, db.role);
             assert!(statements.contains(&create), "{create} missing");
         }
+    }
+
+    #[test]
+    fn a_stack_on_another_address_admits_it_and_loopback_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("saga-hba-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hba = dir.join("pg_hba.conf");
+        std::fs::write(&hba, "host all all 127.0.0.1/32 scram-sha-256\n").unwrap();
+        let mut cfg = StackConfig::defaults();
+        allow_host(&cfg, &dir).unwrap();
+        assert_eq!(std::fs::read_to_string(&hba).unwrap().lines().count(), 1);
+        cfg.host = "10.77.3.1".into();
+        allow_host(&cfg, &dir).unwrap();
+        let text = std::fs::read_to_string(&hba).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            text.lines()
+                .last()
+                .is_some_and(|l| l.contains("10.77.3.1/32") && l.ends_with("scram-sha-256")),
+            "{text}"
+        );
     }
 }

@@ -26,7 +26,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Faults to inject: `all`, `none`, or a comma-separated list of kill-service,
-    /// kill-broker, restart-postgres, cut-network, duplicates, poison, stall.
+    /// kill-broker, restart-postgres, cut-network, cut-broker, duplicates, poison, stall.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Shortest and longest time between the starts of two faults, seconds.

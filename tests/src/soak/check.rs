@@ -460,7 +460,7 @@ pub(crate) fn timed_out(books: &Books, t: &Timeouts<'_>) -> Vec<TimedOut> {
                 })
                 .filter(|f| match (f.kind, f.target) {
                     ("stall", Some(target)) => target == *participant,
-                    ("kill-service" | "cut-network", Some(target)) => {
+                    ("kill-service" | "cut-network" | "cut-broker", Some(target)) => {
                         target == *participant || target == "orchestrator"
                     }
                     ("kill-broker" | "restart-postgres", _) => true,

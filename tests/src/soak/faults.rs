@@ -9,6 +9,7 @@ use saga_kafka::headers::{HeaderMap, to_kafka_headers};
 use saga_testkit::TestStack;
 use tokio_util::sync::CancellationToken;
 
+use super::netns::Network;
 use super::plan::{Fault, PlannedFault, STANDBY_SUFFIX, service_by_name, service_name, step_of};
 use super::proxy::Proxy;
 use super::report::FaultRecord;
@@ -20,6 +21,9 @@ pub(crate) struct FaultCtx<'a> {
     pub suite: &'a mut Suite,
     pub stack: &'a TestStack,
     pub proxies: &'a HashMap<Service, Proxy>,
+    /// The participants' network namespaces, when `cut-broker` is among the faults.
+    pub net: Option<&'a Network>,
+    pub broker_port: u16,
     pub endpoints: &'a Endpoints,
     /// The standby instances (no consumers), by service.
     pub standbys: &'a mut HashMap<Service, ChildService>,
@@ -160,6 +164,23 @@ async fn inject(ctx: &mut FaultCtx<'_>, fault: &Fault) -> String {
                 "{} connection attempts refused while cut",
                 proxy.refused() - refused
             )
+        }
+        Fault::CutBroker { service, cut_ms } => {
+            let service = service_by_name(service).expect("a known service");
+            let Some(net) = ctx.net else {
+                return "no network namespaces: not cut".into();
+            };
+            if let Err(e) = net.cut(service, ctx.broker_port) {
+                return format!("CUT FAILED: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(*cut_ms)).await;
+            match net.restore(service) {
+                Ok(d) => format!(
+                    "{} packets dropped to the broker, {} from it",
+                    d.to_broker, d.from_broker
+                ),
+                Err(e) => format!("RESTORE FAILED: {e}"),
+            }
         }
         Fault::Stall { service, stall_ms } => {
             let service = service_by_name(service).expect("a known service");

@@ -1,8 +1,8 @@
 //! The chaos soak (`cargo xtask soak`): thousands of orders at a steady rate through the five
 //! services as child processes, while a fault schedule drawn from a seed kills and restarts
-//! every service, the broker and PostgreSQL, cuts a service off its database, republishes
-//! delivered messages and injects poison; then it lets the suite drain and checks the books
-//! (see [`check`]) and reports (see [`report`]).
+//! every service, the broker and PostgreSQL, cuts a service off its database or off the
+//! broker (see [`netns`]), republishes delivered messages and injects poison; then it lets the
+//! suite drain and checks the books (see [`check`]) and reports (see [`report`]).
 //!
 //! Faults run one after another, never two at once, so each row of the report says what one
 //! fault did. Orders are placed by a client that retries with the same `Idempotency-Key`
@@ -11,14 +11,17 @@
 mod check;
 mod faults;
 mod load;
+mod netns;
 mod plan;
 mod proxy;
 mod report;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use saga_stack::{Stack, StackConfig};
 use saga_testkit::{PrivateStack, TestStack};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +46,10 @@ pub const DOUBLE_REFUND_SWITCH: &str = "SAGA_TEST_DOUBLE_REFUND";
 pub enum SoakError {
     #[error("start the soak's stack: {0}")]
     Stack(#[from] saga_testkit::TestkitError),
-    #[error("{0} needs a stack of the soak's own (it restarts the broker or PostgreSQL)")]
+    #[error(
+        "{0} needs a stack of the soak's own (it restarts the broker or PostgreSQL, or has \
+         the broker advertise an address a network namespace reaches)"
+    )]
     NeedsOwnStack(&'static str),
     #[error("soak setup: {0}")]
     Setup(String),
@@ -103,18 +109,57 @@ impl SoakConfig {
 }
 
 /// Runs a soak on a private stack of its own (PostgreSQL, broker, topics, registry in a
-/// temporary directory on free ports), torn down afterwards.
+/// temporary directory on free ports), torn down afterwards. With `cut-broker` among the
+/// faults the participants run in network namespaces of their own and the stack listens on
+/// the host's end of their veth pairs ([`netns`]); where namespaces cannot be made, the soak
+/// says why in its report and runs without that fault.
 pub async fn run_on_private_stack(cfg: &SoakConfig) -> Result<Report, SoakError> {
+    let mut cfg = cfg.clone();
+    let mut notes = Vec::new();
+    let net = if cfg.faults.contains(&FaultKind::CutBroker) {
+        match netns::Network::setup(&plan::BROKER_CUT_TARGETS) {
+            Ok(net) => {
+                notes.push(format!(
+                    "{} each ran in a network namespace of their own (for cut-broker); the stack \
+                     listened on, and the broker advertised, {}",
+                    plan::BROKER_CUT_TARGETS.map(service_name).join(", "),
+                    net.host
+                ));
+                Some(net)
+            }
+            Err(reason) => {
+                let note = format!(
+                    "cut-broker SKIPPED: network namespaces are unavailable here ({reason}); \
+                     the other faults ran"
+                );
+                tracing::warn!("{note}");
+                notes.push(note);
+                cfg.faults.retain(|k| *k != FaultKind::CutBroker);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let started = Instant::now();
-    let private = PrivateStack::start().await?;
+    let private = match &net {
+        Some(net) => {
+            let host = net.host.to_string();
+            PrivateStack::start_with(|c| Stack::new(StackConfig { host, ..c })).await?
+        }
+        None => PrivateStack::start().await?,
+    };
     tracing::info!(
         secs = started.elapsed().as_secs_f64(),
         dir = %private.dir().display(),
         "soak stack up"
     );
     let stack = TestStack::from_private(private);
-    run(&stack, cfg).await
-    // Dropping the stack closes its watchdog's pipe: the watchdog stops it and removes it.
+    let mut report = run_in(&stack, &cfg, net.as_ref()).await?;
+    report.notes = notes;
+    Ok(report)
+    // Dropping the stack closes its watchdog's pipe: the watchdog stops it and removes it;
+    // then the namespaces go.
 }
 
 /// The current base URL of each service (and of its standby): a restarted service listens
@@ -177,20 +222,41 @@ fn initial_credit(cfg: &SoakConfig) -> i64 {
         + 1_000
 }
 
-/// Runs a soak on `stack`. Faults that restart the broker or PostgreSQL need a stack of the
-/// soak's own ([`TestStack::from_private`]).
+/// Runs a soak on `stack`. Faults that restart the broker or PostgreSQL, or cut a service off
+/// the broker, need a stack of the soak's own ([`run_on_private_stack`]).
 pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakError> {
+    run_in(stack, cfg, None).await
+}
+
+async fn run_in(
+    stack: &TestStack,
+    cfg: &SoakConfig,
+    net: Option<&netns::Network>,
+) -> Result<Report, SoakError> {
     if stack.private().is_none()
         && let Some(kind) = cfg.faults.iter().find(|k| k.needs_own_stack())
     {
         return Err(SoakError::NeedsOwnStack(kind.name()));
     }
+    if net.is_none() && cfg.faults.contains(&FaultKind::CutBroker) {
+        return Err(SoakError::Setup(
+            "cut-broker needs the network namespaces run_on_private_stack makes".into(),
+        ));
+    }
     let pg = proxy::pg_socket(stack.pg_admin_url())
         .ok_or_else(|| SoakError::Setup("the stack's PostgreSQL address".into()))?;
+    let broker_port = stack
+        .kafka_bootstrap()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| SoakError::Setup("the broker's port".into()))?;
+    // A namespaced service reaches the proxies at the host's address, not loopback.
+    let bind = IpAddr::V4(net.map_or(Ipv4Addr::LOCALHOST, |n| n.host));
     let mut proxies = HashMap::new();
     let mut database_hosts = HashMap::new();
     for service in Service::ALL {
-        let p = proxy::Proxy::start(pg)
+        let p = proxy::Proxy::start(bind, pg)
             .await
             .map_err(|e| SoakError::Setup(format!("database proxy: {e}")))?;
         database_hosts.insert(service, p.addr.to_string());
@@ -221,6 +287,7 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
             fetch_wait_max_ms: cfg.fetch_wait_max_ms,
             database_hosts,
             extra_env,
+            netns: net.map(netns::Network::placements).unwrap_or_default(),
             ..SuiteOptions::default()
         },
     )
@@ -273,6 +340,8 @@ pub async fn run(stack: &TestStack, cfg: &SoakConfig) -> Result<Report, SoakErro
         suite: &mut suite,
         stack,
         proxies: &proxies,
+        net,
+        broker_port,
         endpoints: &endpoints,
         standbys: &mut standbys,
         seed: cfg.seed,

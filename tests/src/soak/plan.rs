@@ -25,6 +25,9 @@ pub enum FaultKind {
     /// The TCP path between one service and its database cut (connections reset, new ones
     /// refused) for a few seconds.
     CutNetwork,
+    /// One participant's packets to and from the broker dropped for a few seconds (it runs in
+    /// a network namespace of its own); its database and HTTP API keep working.
+    CutBroker,
     /// Every outbox row of every service delivered in the last seconds published once more
     /// (a relay that crashed after the broker's ack, before marking its batch delivered).
     Duplicates,
@@ -37,11 +40,12 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::KillService,
         FaultKind::KillBroker,
         FaultKind::RestartPostgres,
         FaultKind::CutNetwork,
+        FaultKind::CutBroker,
         FaultKind::Duplicates,
         FaultKind::Poison,
         FaultKind::Stall,
@@ -53,6 +57,7 @@ impl FaultKind {
             FaultKind::KillBroker => "kill-broker",
             FaultKind::RestartPostgres => "restart-postgres",
             FaultKind::CutNetwork => "cut-network",
+            FaultKind::CutBroker => "cut-broker",
             FaultKind::Duplicates => "duplicates",
             FaultKind::Poison => "poison",
             FaultKind::Stall => "stall",
@@ -63,10 +68,13 @@ impl FaultKind {
         FaultKind::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    /// Faults that stop or restart stack components (not the services): they need a stack of
-    /// the soak's own.
+    /// Faults that stop or restart stack components (not the services), or need the broker to
+    /// advertise an address a network namespace reaches: they need a stack of the soak's own.
     pub fn needs_own_stack(self) -> bool {
-        matches!(self, FaultKind::KillBroker | FaultKind::RestartPostgres)
+        matches!(
+            self,
+            FaultKind::KillBroker | FaultKind::RestartPostgres | FaultKind::CutBroker
+        )
     }
 }
 
@@ -85,6 +93,10 @@ pub enum Fault {
         down_ms: u64,
     },
     CutNetwork {
+        service: &'static str,
+        cut_ms: u64,
+    },
+    CutBroker {
         service: &'static str,
         cut_ms: u64,
     },
@@ -108,6 +120,7 @@ impl Fault {
             Fault::KillBroker { .. } => FaultKind::KillBroker,
             Fault::RestartPostgres { .. } => FaultKind::RestartPostgres,
             Fault::CutNetwork { .. } => FaultKind::CutNetwork,
+            Fault::CutBroker { .. } => FaultKind::CutBroker,
             Fault::Duplicates { .. } => FaultKind::Duplicates,
             Fault::Poison { .. } => FaultKind::Poison,
             Fault::Stall { .. } => FaultKind::Stall,
@@ -119,6 +132,7 @@ impl Fault {
         match self {
             Fault::KillService { service, .. }
             | Fault::CutNetwork { service, .. }
+            | Fault::CutBroker { service, .. }
             | Fault::Stall { service, .. } => Some(service),
             Fault::KillBroker { .. }
             | Fault::RestartPostgres { .. }
@@ -139,6 +153,9 @@ impl Fault {
             }
             Fault::CutNetwork { service, cut_ms } => {
                 format!("cut {service} <-> its database for {cut_ms} ms")
+            }
+            Fault::CutBroker { service, cut_ms } => {
+                format!("cut {service} <-> the broker for {cut_ms} ms")
             }
             Fault::Duplicates { window_ms } => {
                 format!("republish every outbox row delivered in the last {window_ms} ms")
@@ -202,6 +219,10 @@ pub fn standby_name(service: Service) -> &'static str {
 /// The participants a stall pauses: the ones whose steps have a deadline (each step of the
 /// saga that can be undone).
 pub const STALL_TARGETS: [Service; 3] = [Service::Inventory, Service::Payment, Service::Shipping];
+
+/// The services a `cut-broker` fault cuts off the broker, each running in a network namespace
+/// of its own: the participants, whose every action arrives over the broker.
+pub const BROKER_CUT_TARGETS: [Service; 3] = STALL_TARGETS;
 
 /// The saga step each participant answers (the step a stall of it times out).
 pub fn step_of(service: Service) -> Option<&'static str> {
@@ -270,6 +291,12 @@ pub fn schedule(
                 }),
                 FaultKind::CutNetwork => faults.push(Fault::CutNetwork {
                     service: service_name(Service::ALL[rng.random_range(0..Service::ALL.len())]),
+                    cut_ms: rng.random_range(1_000..=6_000),
+                }),
+                FaultKind::CutBroker => faults.push(Fault::CutBroker {
+                    service: service_name(
+                        BROKER_CUT_TARGETS[rng.random_range(0..BROKER_CUT_TARGETS.len())],
+                    ),
                     cut_ms: rng.random_range(1_000..=6_000),
                 }),
                 FaultKind::Duplicates => faults.push(Fault::Duplicates {
@@ -430,7 +457,7 @@ mod tests {
         );
         assert!(a.iter().all(|f| f.cycle == 0));
         // Five service kills, two standby kills, plus one of each other kind.
-        assert_eq!(a.len(), 5 + 2 + 6);
+        assert_eq!(a.len(), 5 + 2 + 7);
         for kind in FaultKind::ALL {
             assert!(a.iter().any(|f| f.fault.kind() == kind), "{kind:?}");
         }

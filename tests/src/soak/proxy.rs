@@ -2,7 +2,7 @@
 //! becomes unreachable (open connections reset, new ones refused) and then comes back, as in
 //! a network partition between the service and its database.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +18,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(target: SocketAddr) -> std::io::Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// A proxy to `target` on a free port of `bind` (loopback, or the host's veth address
+    /// when a service in a network namespace must reach it).
+    pub async fn start(bind: IpAddr, target: SocketAddr) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind((bind, 0)).await?;
         let addr = listener.local_addr()?;
         let up = Arc::new(AtomicBool::new(true));
         let refused = Arc::new(AtomicU64::new(0));

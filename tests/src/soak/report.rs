@@ -142,6 +142,9 @@ pub struct Report {
     pub timed_out: BTreeMap<String, BTreeMap<String, usize>>,
     pub slowest: Vec<SlowSaga>,
     pub invariants: Vec<Invariant>,
+    /// How the run was set up beyond its options, and faults it had to skip (e.g. cut-broker
+    /// where network namespaces are unavailable).
+    pub notes: Vec<String>,
 }
 
 pub(crate) struct Inputs<'a> {
@@ -373,6 +376,7 @@ pub(crate) async fn build(inputs: Inputs<'_>) -> Report {
         timed_out,
         slowest,
         invariants,
+        notes: Vec::new(),
     }
 }
 
@@ -421,6 +425,12 @@ impl Report {
                 ""
             }
         );
+        for note in &self.notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        if !self.notes.is_empty() {
+            md.push('\n');
+        }
         let _ = writeln!(
             md,
             "## Invariants\n\n| invariant | result | what it checks |\n|---|---|---|"
