@@ -13,6 +13,7 @@ mod group;
 mod live;
 mod monitoring;
 mod paths;
+mod rewind;
 mod soak;
 mod support;
 mod trace;

@@ -280,7 +280,7 @@ impl Suite {
     }
 
     /// Consumer group id of `service`: prefixed, so suites on one broker never share a group.
-    fn group_id(&self, service: Service) -> String {
+    pub fn group_id(&self, service: Service) -> String {
         let base = match service {
             Service::Orchestrator => "orchestrator",
             other => other.bin(),

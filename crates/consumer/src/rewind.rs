@@ -34,7 +34,8 @@ use sqlx::PgPool;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a consumer group's handler does, as declared by whoever owns the group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HandlerKind {
     /// Moves money or stock, drives a saga, or sends messages: every message must take
     /// effect at most once. Reapply is refused.
@@ -45,7 +46,8 @@ pub enum HandlerKind {
 }
 
 /// Where to rewind each partition to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// The same offset on every partition (the next message to read).
     Offset(i64),
@@ -92,7 +94,7 @@ pub enum RewindError {
 }
 
 /// One partition of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionPlan {
     pub partition: i32,
     pub log_start: i64,
@@ -122,7 +124,7 @@ impl PartitionPlan {
 }
 
 /// What a rewind does (or did), per partition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
     pub group: String,
     pub topic: String,

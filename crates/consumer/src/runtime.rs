@@ -35,6 +35,10 @@ pub trait Handler: Send + Sync + 'static {
     /// The topic's message enum (decides which topic is consumed).
     type Message: TopicMessage;
 
+    /// What the handler does, for reprocessing: only a [`HandlerKind::Projection`] may have
+    /// a rewound range applied again (`reapply`, see [`crate::rewind`]).
+    const KIND: crate::rewind::HandlerKind = crate::rewind::HandlerKind::Effects;
+
     fn handle(
         &self,
         tx: &mut PgConnection,
@@ -192,8 +196,16 @@ impl<H: Handler> Consumer<H> {
 
     /// Consume until `shutdown`, then let in-flight batches finish (within
     /// `shutdown_grace_ms`) and commit the stored offsets.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let shared = self.shared;
+    /// The consumer group this consumer commits as.
+    pub fn group(&self) -> &str {
+        &self.shared.config.group_id
+    }
+
+    /// Consumes until `shutdown` is cancelled, then finishes in-flight work (within the grace
+    /// period) and commits. Can be run again afterwards (a rewind stops it, moves the group's
+    /// offsets and runs it again).
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let shared = self.shared.clone();
         let topic = self.kafka.topic(H::Message::TOPIC);
         let topic = topic.as_str();
         let group = shared.config.group_id.clone();

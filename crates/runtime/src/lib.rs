@@ -10,6 +10,7 @@
 mod binary;
 pub mod config;
 mod dead_letters;
+mod rewind;
 mod runtime;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -51,6 +51,7 @@ pub struct Runtime {
     local_addr: SocketAddr,
     relay: Option<Relay>,
     admin: AdminAuth,
+    rewinds: crate::rewind::Groups,
     parts: Vec<(&'static str, Part)>,
 }
 
@@ -99,6 +100,7 @@ impl Runtime {
             local_addr,
             relay,
             admin,
+            rewinds: crate::rewind::Groups::default(),
             parts: Vec::new(),
         })
     }
@@ -153,7 +155,32 @@ impl Runtime {
             self.codec.clone(),
             handler,
         )?;
-        self.add_task(name, move |token| consumer.run(token));
+        let mut jobs = self.rewinds.register(
+            consumer.group(),
+            <H::Message as saga_contracts::TopicMessage>::TOPIC,
+            H::KIND,
+        );
+        let (kafka, pool) = (self.config.kafka.clone(), self.pool.clone());
+        // Runs the consumer until shutdown; a rewind (`POST /admin/rewind`) stops it (in-flight
+        // batches finish and commit), moves the group's offsets, and runs it again.
+        self.add_task(name, move |token| async move {
+            loop {
+                let run_token = token.child_token();
+                let run = consumer.run(run_token.clone());
+                tokio::pin!(run);
+                let job = tokio::select! {
+                    result = &mut run => return result,
+                    Some(job) = jobs.recv() => job,
+                };
+                run_token.cancel();
+                run.as_mut().await?;
+                if token.is_cancelled() {
+                    return Ok(());
+                }
+                let result = saga_consumer::rewind::rewind(&kafka, Some(&pool), &job.request).await;
+                let _ = job.reply.send(result);
+            }
+        });
         Ok(())
     }
 
@@ -191,8 +218,15 @@ impl Runtime {
                 consumer.group_id,
                 &self.admin,
             );
+            let rewind = crate::rewind::router(
+                self.rewinds.clone(),
+                self.config.kafka.clone(),
+                self.pool.clone(),
+                &self.admin,
+            );
             let router = router
                 .merge(dead_letters)
+                .merge(rewind)
                 .merge(kit_http::health_router(vec![(
                     "database",
                     kit_http::db_check(self.pool.clone()),
