@@ -104,6 +104,63 @@ async fn operator_console_in_headless_chromium() {
     suite.wait_all_final(&stuck).await;
     browser.screenshot("lag").await;
 
+    // ---- reprocessing from the lag page: a dry run, then the rewind itself ----
+    // Payment's group (inventory was restarted on another port than the console knows).
+    let payment_group = format!("{}payment-service", suite.prefix);
+    let payment_lag = format!("tr.group[data-group=\"{payment_group}\"]");
+    let charged_before = suite.account("cust-c").await.charged;
+    browser
+        .open_until(&format!("{console}/lag/rewind"), "#rewind-form", |_| true)
+        .await;
+    browser
+        .client
+        .find(Locator::Css("#rewind-form select[name=group]"))
+        .await
+        .expect("group select")
+        .select_by_value(&payment_group)
+        .await
+        .expect("choose the group");
+    browser
+        .client
+        .find(Locator::Css("#rewind-form input[name=to]"))
+        .await
+        .expect("target input")
+        .send_keys("0")
+        .await
+        .expect("type the offset");
+    browser.click("#rewind-dry-run").await;
+    browser
+        .wait_for("#rewind-plan", |t| t.contains("already applied"))
+        .await;
+    let planned = browser.attrs("#rewind-result", "data-reprocessed").await;
+    assert!(
+        planned
+            .first()
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|n| n >= 4),
+        "the four ChargePayment commands are planned again: {planned:?}"
+    );
+    browser.screenshot("rewind").await;
+    browser.click("#rewind-confirm").await;
+    browser
+        .wait_for("#rewind-result", |t| t.starts_with("Rewound"))
+        .await;
+    // Delivered again, dropped by the inbox: the group is back at the log end, and no
+    // order was charged twice.
+    browser
+        .open_until_attr(
+            &format!("{console}/lag"),
+            &payment_lag,
+            "data-lag-sum",
+            |v| v == 0,
+        )
+        .await;
+    assert_eq!(
+        suite.account("cust-c").await.charged,
+        charged_before,
+        "nothing charged twice"
+    );
+
     // ---- the dead-letter page shows a poison message and replays it ----
     // A valid message on a topic that does not carry its type: the payment consumer
     // dead-letters it (decode), and the console decodes it through the registry.
@@ -147,11 +204,8 @@ async fn operator_console_in_headless_chromium() {
     browser
         .click(&format!("{row}[data-id=\"{}\"] button.replay", first[0]))
         .await;
-    let flash = browser.texts("#flash").await;
-    assert!(
-        flash.first().is_some_and(|f| f.contains("replayed")),
-        "{flash:?}"
-    );
+    // The click submits a form; the page it leads to may still be loading.
+    browser.wait_for("#flash", |f| f.contains("replayed")).await;
     // The replayed record went back to its topic, failed the same way, and is here again
     // with the dead letter it came from.
     let replayed = format!("{row} td.replayed");
@@ -299,12 +353,19 @@ impl Browser {
             .await
             .expect("type the token");
         self.click("#login").await;
-        let url = self.client.current_url().await.expect("url");
-        assert_eq!(
-            url.path(),
-            "/lag",
-            "the login leads back to the page asked for"
-        );
+        // The form's answer is a redirect: wait for it rather than read the URL at once.
+        let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
+        loop {
+            let url = self.client.current_url().await.expect("url");
+            if url.path() == "/lag" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the login leads back to the page asked for; still on {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn click(&self, css: &str) {
@@ -343,6 +404,25 @@ impl Browser {
             }
         }
         out
+    }
+
+    /// Waits, on the current page (no reload), until the text of a `css` element satisfies
+    /// `ok`: after a click that navigates, the next page may not be there yet.
+    async fn wait_for(&self, css: &str, ok: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
+        let seen = loop {
+            let seen = self.texts(css).await;
+            if seen.iter().any(|t| ok(t)) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.screenshot("failed").await;
+        let url = self.client.current_url().await.map(|u| u.to_string());
+        panic!("{css} never as expected on {url:?}; last seen {seen:?}");
     }
 
     /// Loads `url` again and again until the text of a `css` element satisfies `ok`.

@@ -122,6 +122,7 @@ fn router(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(overview))
         .route("/lag", get(lag))
+        .route("/lag/rewind", get(rewind_page).post(rewind))
         .route("/sagas", get(sagas))
         .route("/sagas/{id}", get(saga))
         .route("/sagas/{id}/{action}", post(saga_action))
@@ -281,6 +282,7 @@ async fn lag(State(state): State<AppState>) -> Markup {
             }
             Err(e) => { (views::unavailable("Lag", e)) }
         }
+        p { a #rewind-link href="/lag/rewind" { "Reprocess: rewind a consumer group" } }
         h2 { "Lag per group, last " (state.config.chart_minutes) " minutes" }
         @match &history {
             Ok(series) => { (views::lag_chart(series, "group")) }
@@ -288,6 +290,69 @@ async fn lag(State(state): State<AppState>) -> Markup {
         }
     };
     views::layout("Consumer lag", Some(5), None, body)
+}
+
+#[derive(Debug, Deserialize)]
+struct RewindForm {
+    group: String,
+    to: String,
+    /// "dry-run" or "rewind" (the button pressed).
+    action: String,
+}
+
+/// The rewind form, on a page of its own: the lag page refreshes itself, which would reset
+/// a half-filled form.
+async fn rewind_page(State(state): State<AppState>) -> Result<Markup, PageError> {
+    let report = state.upstream.lag().await?;
+    Ok(views::layout(
+        "Reprocess",
+        None,
+        None,
+        views::rewind_form(&report.groups),
+    ))
+}
+
+/// Reprocessing (docs/messaging.md, "Reprocessing"): a dry run shows what a rewind of the
+/// group would deliver again; "rewind" has the service stop its consumer, move the group's
+/// offsets and start it again. The inbox drops what was already applied.
+async fn rewind(
+    State(state): State<AppState>,
+    Form(form): Form<RewindForm>,
+) -> Result<Markup, PageError> {
+    let dry_run = form.action != "rewind";
+    let answer = state.upstream.rewind(&form.group, &form.to, dry_run).await;
+    if !dry_run && answer.is_ok() {
+        tracing::warn!(group = %form.group, to = %form.to, "consumer group rewound from the console");
+    }
+    let body = match answer {
+        Ok(answer) => html! {
+            p #rewind-result data-dry-run=(dry_run) data-reprocessed=(answer["reprocessed"].as_i64().unwrap_or(0)) {
+                @if dry_run { "Dry run: nothing was changed." } @else { "Rewound: the consumer runs again from these offsets." }
+            }
+            pre #rewind-plan { (answer["summary"].as_str().unwrap_or_default()) }
+            @if dry_run {
+                form method="post" action="/lag/rewind" {
+                    input type="hidden" name="group" value=(form.group);
+                    input type="hidden" name="to" value=(form.to);
+                    button #rewind-confirm type="submit" name="action" value="rewind" { "Rewind now" }
+                }
+            }
+            p { a href="/lag" { "Back to the lag page" } }
+        },
+        // A refusal (409: reapply on effects, live members; 422: bad target) is for the
+        // operator to read, not an error page.
+        Err(e @ upstream::UpstreamError::Status { .. }) => html! {
+            p.error #rewind-refused { "Refused: " (e.to_string()) }
+            p { a href="/lag" { "Back to the lag page" } }
+        },
+        Err(e) => return Err(e.into()),
+    };
+    Ok(views::layout(
+        &format!("Rewind {}", form.group),
+        None,
+        None,
+        body,
+    ))
 }
 
 #[derive(Debug, Deserialize)]

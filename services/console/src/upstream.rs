@@ -301,6 +301,56 @@ impl Upstream {
         Ok(shown)
     }
 
+    /// `POST /admin/rewind` on the service that runs `group` (each service answers 404 for
+    /// groups it does not run). `to` is an offset or an RFC 3339 time. Returns the service's
+    /// answer: the plan, what it reprocesses, and its text summary.
+    pub async fn rewind(
+        &self,
+        group: &str,
+        to: &str,
+        dry_run: bool,
+    ) -> Result<Value, UpstreamError> {
+        let mut body = serde_json::json!({ "group": group, "dry_run": dry_run });
+        match to.trim().parse::<i64>() {
+            Ok(offset) => body["to_offset"] = offset.into(),
+            Err(_) => body["to_time"] = to.trim().into(),
+        }
+        // Every service is asked; the one that runs the group answers (the others say 404).
+        // When none does, every service's answer is reported: the owner may be unreachable.
+        let mut answers = Vec::new();
+        let mut any_unreachable = false;
+        for (name, base) in &self.config.console.services {
+            let answer = self
+                .get_json::<Value>(
+                    name,
+                    self.http
+                        .post(format!("{}/admin/rewind", base.trim_end_matches('/')))
+                        .bearer_auth(self.admin_token())
+                        .json(&body),
+                )
+                .await;
+            match answer {
+                Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+                    answers.push(e.to_string())
+                }
+                Err(e @ UpstreamError::Http { .. }) => {
+                    any_unreachable = true;
+                    answers.push(e.to_string())
+                }
+                other => return other,
+            }
+        }
+        Err(UpstreamError::Status {
+            what: format!("no service took the rewind of {group}"),
+            status: if any_unreachable {
+                reqwest::StatusCode::BAD_GATEWAY
+            } else {
+                reqwest::StatusCode::NOT_FOUND
+            },
+            detail: answers.join("; "),
+        })
+    }
+
     /// Replays the dead letter `partition:offset` to its source topic.
     pub async fn replay(&self, id: &str) -> Result<Option<String>, UpstreamError> {
         let (kafka, topic) = self.kafka();

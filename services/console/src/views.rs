@@ -110,6 +110,26 @@ pub fn lag_table(groups: &[GroupLag]) -> Markup {
     }
 }
 
+/// Reprocessing: rewind a group to an offset (the next message to read) or a time. The
+/// service that runs the group carries it out (`POST /admin/rewind`).
+pub fn rewind_form(groups: &[GroupLag]) -> Markup {
+    html! {
+        h2 { "Reprocess: rewind a consumer group" }
+        form #rewind-form method="post" action="/lag/rewind" {
+            label { "group " select name="group" {
+                @for g in groups { option value=(g.group) { (g.group) } }
+            } }
+            " "
+            label { "to " input name="to" required placeholder="offset, or a time such as 2026-12-05T10:00:00Z"; }
+            " "
+            button #rewind-dry-run type="submit" name="action" value="dry-run" { "Dry run" }
+            " "
+            button #rewind-now type="submit" name="action" value="rewind" { "Rewind" }
+        }
+        p.hint { "A rewind delivers the range again; the inbox drops every message the group already applied, so no effect happens twice. Try a dry run first." }
+    }
+}
+
 /// The lag chart: uPlot over aligned series (`console.js` draws it from the JSON).
 pub fn lag_chart(series: &[Series], label: &str) -> Markup {
     // One x axis for all series: the union of their timestamps.
