@@ -411,6 +411,34 @@ impl Suite {
         self.start_instance(service).await;
     }
 
+    /// Prints, to stderr, the last `lines` warnings and errors of every service process's log
+    /// (the logs are deleted by [`Suite::stop`]): what a failed run leaves for diagnosis in
+    /// CI output.
+    pub fn print_log_tails(&self, lines: usize) {
+        let Ok(dir) = std::fs::read_dir(&self.log_dir) else {
+            return;
+        };
+        let mut files: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let notable: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            eprintln!(
+                "---- {} ({} warnings and errors, last {lines})",
+                file.display(),
+                notable.len()
+            );
+            for line in &notable[notable.len().saturating_sub(lines)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     /// Stops every instance: cancels the in-process ones and waits for them to drain; kills
     /// the child processes. Panics if an in-process service ended with an error.
     pub async fn stop(mut self) {

@@ -393,6 +393,9 @@ async fn run_in(
         standby.kill().await;
     }
     drop(proxies);
+    if !report.passed {
+        suite.print_log_tails(40);
+    }
     suite.stop().await;
     Ok(report)
 }
