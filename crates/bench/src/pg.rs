@@ -173,3 +173,68 @@ pub async fn deadlocks(admin: &PgPool, databases: &[String]) -> anyhow::Result<i
     .fetch_one(admin)
     .await?)
 }
+
+/// One statement's share of a phase, from `pg_stat_statements`.
+#[derive(Debug, Clone)]
+pub struct StatementCost {
+    pub database: String,
+    pub query: String,
+    pub calls: i64,
+    pub total_ms: f64,
+}
+
+/// Statement counts and times per database (`pg_stat_statements`, which the stack preloads):
+/// [`Statements::reset`] before a phase, [`Statements::read`] after it. `None` when the
+/// cluster was started without the module (another stack): the benchmark then says so
+/// instead of failing.
+pub struct Statements {
+    admin: PgPool,
+}
+
+impl Statements {
+    pub async fn open(admin: &PgPool) -> Option<Statements> {
+        let created = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(admin)
+            .await;
+        let readable = sqlx::query("SELECT 1 FROM pg_stat_statements LIMIT 1")
+            .execute(admin)
+            .await;
+        match (created, readable) {
+            (Ok(_), Ok(_)) => Some(Statements {
+                admin: admin.clone(),
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("statement profile off (pg_stat_statements: {e})");
+                None
+            }
+        }
+    }
+
+    pub async fn reset(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT pg_stat_statements_reset()")
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
+
+    /// Every statement run in `databases` since the last reset, most called first.
+    pub async fn read(&self, databases: &[String]) -> anyhow::Result<Vec<StatementCost>> {
+        let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
+            "SELECT d.datname::text, s.query, s.calls, s.total_exec_time \
+             FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
+             WHERE d.datname = ANY($1) ORDER BY s.calls DESC",
+        )
+        .bind(databases)
+        .fetch_all(&self.admin)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(database, query, calls, total_ms)| StatementCost {
+                database,
+                query,
+                calls,
+                total_ms,
+            })
+            .collect())
+    }
+}

@@ -271,6 +271,9 @@ impl Component for Postgres {
             // 107-byte limit, and nothing here needs one.
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "fsync=on", "-c", "max_connections=300"])
+            // Per-statement counts and times (`pg_stat_statements`, contrib of the same
+            // package): the saga benchmark reads them to say which statements a saga costs.
+            .args(["-c", "shared_preload_libraries=pg_stat_statements"])
             .port(cfg.pg_port);
         spec.user = run_as(cfg)?;
         spec.env_remove = vec!["PGDATA".into(), "PGPORT".into()];

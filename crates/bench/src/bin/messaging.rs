@@ -26,8 +26,8 @@ use saga_contracts::{Codec, InventoryCommand, Metadata, OrderId, ReserveStock, S
 use saga_kafka::KafkaConfig;
 use saga_outbox::{Outbox, Relay, RelayConfig};
 use saga_testkit::TestStack;
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgConnection, PgPool};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -138,7 +138,7 @@ impl Handler for BenchHandler {
 
     async fn handle(
         &self,
-        _tx: &mut PgConnection,
+        _tx: &mut saga_consumer::Tx<'_>,
         msg: &Incoming<InventoryCommand>,
     ) -> Result<(), HandlerError> {
         let now = Instant::now();

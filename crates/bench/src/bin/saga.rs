@@ -24,7 +24,7 @@ use clap::Parser;
 use futures::StreamExt;
 use saga_bench::cpu::Watch;
 use saga_bench::hop::HopProbe;
-use saga_bench::pg::{LockSampler, LockWaits};
+use saga_bench::pg::{LockSampler, LockWaits, StatementCost, Statements};
 use saga_bench::stats::{Samples, ms};
 use saga_contracts::OrderId;
 use saga_e2e::{Service, Suite, SuiteOptions, eur, order_body};
@@ -162,6 +162,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Duration::from_millis(args.lock_sample_ms.max(1)),
     );
 
+    let statements = Statements::open(&admin).await;
+
     let order_pool = suite.pool(Service::Order).clone();
     let mut placer = Placer {
         suite: &suite,
@@ -226,6 +228,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut per_service = Vec::new();
     let mut ratios = Vec::new();
+    let mut profiles = Vec::new();
     for phase in &args.phases {
         let rate: Option<u32> = match phase.as_str() {
             "max" => None,
@@ -240,6 +243,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let messages_before = messages(&suite).await?;
         let deadlocks_before = saga_bench::pg::deadlocks(&admin, &db_names).await?;
         let locks_from = locks.read();
+        if let Some(s) = &statements {
+            s.reset().await?;
+        }
         let phase_started = Instant::now();
         let cpu_from = watch.read();
 
@@ -270,6 +276,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let wal_after = wal(&admin).await?;
         let messages_after = messages(&suite).await?;
         let deadlocks_after = saga_bench::pg::deadlocks(&admin, &db_names).await?;
+        if let Some(s) = &statements {
+            profiles.push((phase.clone(), n, s.read(&db_names).await?));
+        }
 
         let latency = outcome.latency.summary().map_or("-".to_owned(), |s| {
             format!("{} / {} / {}", ms(s.p50), ms(s.p95), ms(s.p99))
@@ -386,11 +395,75 @@ async fn run(args: Args) -> anyhow::Result<()> {
         println!("| {} | {relay:.1} | {consumer:.1} |", short(*service));
     }
 
+    print_statements(&databases, &profiles);
+
     token.cancel();
     drop(probe);
     suite.stop().await;
     admin.close().await;
     Ok(())
+}
+
+/// Statements per saga by service database, and the most frequent statements of each phase
+/// (`pg_stat_statements`, BEGIN and COMMIT included): each statement is a round trip, and
+/// round trips, not commits, are what a saga costs here.
+fn print_statements(
+    databases: &[(Service, String)],
+    profiles: &[(String, usize, Vec<StatementCost>)],
+) {
+    if profiles.is_empty() {
+        return;
+    }
+    let name_of = |db: &str| {
+        databases
+            .iter()
+            .find(|(_, d)| d == db)
+            .map_or("?", |(s, _)| short(*s))
+    };
+    println!();
+    println!(
+        "Statements per saga by service database (`pg_stat_statements`, BEGIN and COMMIT included; the benchmark's own polling of the order database included):"
+    );
+    println!();
+    let names: Vec<&str> = databases.iter().map(|(s, _)| short(*s)).collect();
+    println!("| orders/s offered | {} | all |", names.join(" | "));
+    println!("|---|{}---|", "---|".repeat(names.len()));
+    for (phase, n, costs) in profiles {
+        let per_db: Vec<f64> = databases
+            .iter()
+            .map(|(_, db)| {
+                costs
+                    .iter()
+                    .filter(|c| &c.database == db)
+                    .map(|c| c.calls)
+                    .sum::<i64>() as f64
+                    / *n as f64
+            })
+            .collect();
+        let cells: Vec<String> = per_db.iter().map(|v| format!("{v:.1}")).collect();
+        println!(
+            "| {phase} | {} | {:.1} |",
+            cells.join(" | "),
+            per_db.iter().sum::<f64>()
+        );
+    }
+    for (phase, n, costs) in profiles {
+        println!();
+        println!("Most frequent statements, phase {phase}:");
+        println!();
+        println!("| database | calls/saga | mean ms | statement |");
+        println!("|---|---|---|---|");
+        for c in costs.iter().take(15) {
+            let text: String = c.query.split_whitespace().collect::<Vec<_>>().join(" ");
+            let text: String = text.replace('|', "\\|").chars().take(110).collect();
+            println!(
+                "| {} | {:.2} | {:.3} | `{text}` |",
+                name_of(&c.database),
+                c.calls as f64 / *n as f64,
+                c.total_ms / c.calls.max(1) as f64
+            );
+        }
+    }
 }
 
 /// One phase's figures against the ceilings.
