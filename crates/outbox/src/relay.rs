@@ -63,6 +63,12 @@ pub struct RelayConfig {
     pub retention_secs: u64,
     /// How often to purge and refresh the pending-rows gauges.
     pub housekeeping_interval_secs: u64,
+    /// At most one pass per this many milliseconds: a wake-up within this time of the
+    /// previous pass waits out the rest, so under load the rows of many commits go out in one
+    /// read, one produce and one mark instead of a pass per commit (at full load the order
+    /// service's relay made a pass, four statements, per placed order). A wake-up after a
+    /// quiet spell publishes at once, so an idle hop is not lengthened. 0: no pacing.
+    pub linger_ms: u64,
 }
 
 impl Default for RelayConfig {
@@ -73,6 +79,7 @@ impl Default for RelayConfig {
             listen: true,
             retention_secs: 24 * 3600,
             housekeeping_interval_secs: 10,
+            linger_ms: 10,
         }
     }
 }
@@ -159,10 +166,28 @@ impl Relay {
             self.config.housekeeping_interval_secs.max(1),
         ));
         let mut failures: u32 = 0;
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let mut last_pass: Option<Instant> = None;
         loop {
+            if let Some(at) = last_pass {
+                let since = at.elapsed();
+                if since < linger {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(linger - since) => {}
+                    }
+                }
+            }
+            // Notifications already received are all covered by the pass about to run:
+            // left queued, each would wake a pass of its own that finds nothing (three
+            // statements each: lock, read, unlock).
+            if let Some(l) = listener.as_mut() {
+                while l.next_buffered().is_some() {}
+            }
             let drained = self.drain_available().await;
+            last_pass = Some(Instant::now());
             let pause = match drained {
-                Ok(()) => {
+                Ok(_) => {
                     failures = 0;
                     poll
                 }
@@ -186,17 +211,20 @@ impl Relay {
         }
     }
 
-    /// Publish batches until one comes back short or another relay is active.
-    async fn drain_available(&self) -> Result<(), OutboxError> {
+    /// Publish batches until one comes back short or another relay is active. Returns the
+    /// rows published.
+    async fn drain_available(&self) -> Result<usize, OutboxError> {
+        let mut published = 0;
         loop {
             match self.publish_batch(false).await? {
-                Batch::Busy => return Ok(()),
+                Batch::Busy => return Ok(published),
                 Batch::Published { claimed, failed } => {
                     if failed > 0 {
                         return Err(OutboxError::Unacknowledged { failed, claimed });
                     }
+                    published += claimed;
                     if (claimed as i64) < self.config.batch_size {
-                        return Ok(());
+                        return Ok(published);
                     }
                 }
             }
