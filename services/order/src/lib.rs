@@ -68,6 +68,8 @@ pub struct OrderSettings {
     pub read_your_writes_timeout_ms: u64,
     /// Safety-net poll of the projector (it is normally woken by NOTIFY).
     pub projector_poll_ms: u64,
+    /// Under load, at most one projector pass per this many milliseconds (0: no pacing).
+    pub projector_linger_ms: u64,
     /// Open `GET /orders/{id}/stream` connections this instance serves at once; beyond
     /// it the answer is 503 problem+json.
     pub max_streams: usize,
@@ -90,6 +92,7 @@ impl Default for OrderSettings {
             run_projector: true,
             read_your_writes_timeout_ms: 2_000,
             projector_poll_ms: 500,
+            projector_linger_ms: projection::DEFAULT_LINGER_MS,
             max_streams: service::DEFAULT_MAX_STREAMS,
             idempotency_key_ttl_secs: service::DEFAULT_KEY_TTL.as_secs(),
             snapshot_every: snapshot::DEFAULT_SNAPSHOT_EVERY,
@@ -140,7 +143,8 @@ impl App {
         let projector = Projector::new(
             runtime.pool().clone(),
             Duration::from_millis(config.order.projector_poll_ms),
-        );
+        )
+        .with_linger(Duration::from_millis(config.order.projector_linger_ms));
         let orders = Orders::new(
             runtime.pool().clone(),
             Publisher::new(runtime.outbox()),
