@@ -176,9 +176,10 @@ pub async fn lock_by_order(
         .await?)
 }
 
-/// Write the state the engine decided, resetting the retry clock. `step_deadline_secs` is
-/// the deadline of the step the saga now runs (ignored unless running); the saga deadline
-/// still caps it.
+/// Write the state the engine decided, resetting the retry clock, and append its transition
+/// to the timeline, in one statement (a data-modifying CTE: one round trip instead of two
+/// on the orchestrator's hottest path). `step_deadline_secs` is the deadline of the step the
+/// saga now runs (ignored unless running); the saga deadline still caps it.
 #[allow(clippy::too_many_arguments)]
 pub async fn update_saga(
     conn: &mut PgConnection,
@@ -188,20 +189,29 @@ pub async fn update_saga(
     cause: MessageId,
     retry_after_secs: f64,
     step_deadline_secs: Option<f64>,
+    transition: NewTransition<'_>,
 ) -> Result<(), StoreError> {
     let data = serde_json::to_value(data).map_err(|e| row.corrupt(e.to_string()))?;
+    let commands = transition.commands_json()?;
     let step_changed = state.status.as_str() != row.state
         || state.step.map(|i| ORDER_SAGA.step_name(i)) != row.current_step.as_deref();
     sqlx::query(
-        "UPDATE sagas SET state = $2, current_step = $3, completed_steps = $4, data = $5, \
-             failure_reason = $6, version = version + 1, cause_message_id = $7, attempts = 0, \
-             next_retry_at = CASE WHEN $8 THEN now() + make_interval(secs => $9) END, \
-             deadline_at = CASE WHEN $2 = 'running' AND ($10::float8 IS NOT NULL \
-                     OR saga_deadline_at IS NOT NULL) \
-                 THEN LEAST(now() + make_interval(secs => $10), saga_deadline_at) END, \
-             step_started_at = CASE WHEN $12 THEN now() ELSE step_started_at END, \
-             updated_at = now(), finished_at = CASE WHEN $11 THEN now() END \
-         WHERE saga_id = $1",
+        "WITH updated AS ( \
+             UPDATE sagas SET state = $2, current_step = $3, completed_steps = $4, data = $5, \
+                 failure_reason = $6, version = version + 1, cause_message_id = $7, attempts = 0, \
+                 next_retry_at = CASE WHEN $8 THEN now() + make_interval(secs => $9) END, \
+                 deadline_at = CASE WHEN $2 = 'running' AND ($10::float8 IS NOT NULL \
+                         OR saga_deadline_at IS NOT NULL) \
+                     THEN LEAST(now() + make_interval(secs => $10), saga_deadline_at) END, \
+                 step_started_at = CASE WHEN $12 THEN now() ELSE step_started_at END, \
+                 updated_at = now(), finished_at = CASE WHEN $11 THEN now() END \
+             WHERE saga_id = $1 RETURNING saga_id) \
+         INSERT INTO saga_transitions (saga_id, seq, outcome, from_state, to_state, from_step, \
+             to_step, caused_by_message_id, caused_by_type, commands, detail) \
+         SELECT u.saga_id, \
+             COALESCE((SELECT MAX(seq) FROM saga_transitions WHERE saga_id = $1), 0) + 1, \
+             $13, $14, $2, $15, $3, $16, $17, $18, $19 \
+         FROM updated u",
     )
     .bind(row.saga_id)
     .bind(state.status.as_str())
@@ -215,9 +225,20 @@ pub async fn update_saga(
     .bind(step_deadline_secs)
     .bind(state.status.is_terminal())
     .bind(step_changed)
+    .bind(transition.outcome)
+    .bind(transition.from.map(|s| s.status.as_str()))
+    .bind(transition.from.and_then(step_of))
+    .bind(transition.caused_by_message_id)
+    .bind(transition.caused_by_type)
+    .bind(commands)
+    .bind(transition.detail)
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+fn step_of(s: &SagaState) -> Option<&'static str> {
+    s.step.map(|i| ORDER_SAGA.step_name(i))
 }
 
 /// Sagas whose pending command is due for a re-send or whose deadline passed, locked; other
@@ -274,16 +295,22 @@ pub struct NewTransition<'a> {
     pub detail: Option<&'a str>,
 }
 
+impl NewTransition<'_> {
+    fn commands_json(&self) -> Result<serde_json::Value, StoreError> {
+        serde_json::to_value(self.commands).map_err(|e| StoreError::Corrupt {
+            saga_id: self.saga_id,
+            problem: e.to_string(),
+        })
+    }
+}
+
 /// Append to the saga's timeline. Called under the saga's row lock, so `max(seq) + 1` is safe.
 pub async fn insert_transition(
     conn: &mut PgConnection,
     t: NewTransition<'_>,
 ) -> Result<(), StoreError> {
-    let step = |s: &SagaState| s.step.map(|i| ORDER_SAGA.step_name(i));
-    let commands = serde_json::to_value(t.commands).map_err(|e| StoreError::Corrupt {
-        saga_id: t.saga_id,
-        problem: e.to_string(),
-    })?;
+    let step = step_of;
+    let commands = t.commands_json()?;
     sqlx::query(
         "INSERT INTO saga_transitions (saga_id, seq, outcome, from_state, to_state, from_step, \
              to_step, caused_by_message_id, caused_by_type, commands, detail) \
