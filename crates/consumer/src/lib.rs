@@ -34,3 +34,5 @@ mod runtime;
 pub use config::{ConsumerConfig, Membership};
 pub use error::{ConsumerError, ErrorClass, HandlerError};
 pub use runtime::{Consumer, Handler, Incoming};
+/// What a [`Handler`] gets: the transaction plus its staged outgoing messages.
+pub use saga_outbox::Tx;

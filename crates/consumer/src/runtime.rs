@@ -16,6 +16,7 @@ use saga_contracts::{Codec, DecodeError, Metadata, TopicMessage};
 use saga_inbox::{Claim, Inbox, Source};
 use saga_kafka::KafkaConfig;
 use saga_kafka::headers::{self, HeaderMap};
+use saga_outbox::Tx;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -39,9 +40,12 @@ pub trait Handler: Send + Sync + 'static {
     /// a rewound range applied again (`reapply`, see [`crate::rewind`]).
     const KIND: crate::rewind::HandlerKind = crate::rewind::HandlerKind::Effects;
 
+    /// Apply one message within the runtime's transaction. `tx` is the connection (it derefs
+    /// to `PgConnection`) plus the messages sent through it with [`saga_outbox::Outbox::send`]:
+    /// those are written together, one statement per batch, just before the commit.
     fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<Self::Message>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
@@ -490,6 +494,7 @@ impl<H: Handler> Shared<H> {
         }
         let mut duplicates = 0u64;
         let claims = self.claim(&mut tx, items).await?;
+        let mut staged = Tx::staged(&mut tx);
         for (item, claim) in items.iter().zip(claims) {
             let Ok(incoming) = &item.decoded else {
                 unreachable!("only decoded messages are applied")
@@ -506,7 +511,7 @@ impl<H: Handler> Shared<H> {
                         // partition would stop silently): the panic becomes a failure of
                         // this attempt, retried like a transient one; the transaction is
                         // dropped, so nothing it wrote survives.
-                        AssertUnwindSafe(self.handler.handle(&mut tx, incoming))
+                        AssertUnwindSafe(self.handler.handle(&mut staged, incoming))
                             .catch_unwind()
                             .await
                             .unwrap_or_else(|panic| {
@@ -526,6 +531,7 @@ impl<H: Handler> Shared<H> {
             .instrument(item.span.clone())
             .await?;
         }
+        staged.flush().await.map_err(HandlerError::Outbox)?;
         tx.commit().await?;
         let group = self.config.group_id.clone();
         metrics::counter!("consumer_messages_total", "group" => group.clone(), "outcome" => "applied")

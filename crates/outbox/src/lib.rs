@@ -17,7 +17,7 @@
 mod enqueue;
 pub mod relay;
 
-pub use enqueue::{Outbox, OutboxMessage};
+pub use enqueue::{Enqueue, Outbox, OutboxMessage, Tx};
 pub use relay::{OutboxStats, Relay, RelayConfig};
 
 /// The outbox table and its notify trigger (migration versions 10001..).

@@ -1,7 +1,7 @@
 //! The Kafka side: `inventory.commands` in, `inventory.events` out (through the outbox, in the
 //! same transaction as the stock change).
 
-use saga_consumer::{Handler, HandlerError, Incoming};
+use saga_consumer::{Handler, HandlerError, Incoming, Tx};
 use saga_contracts::Metadata;
 use saga_contracts::messages::inventory::{
     InventoryCommand, InventoryCommandRefused, ReleaseStock, ReserveStock, StockReleased,
@@ -24,15 +24,11 @@ impl InventoryHandler {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
-    pub async fn reserve(
-        &self,
-        tx: &mut PgConnection,
-        cmd: &ReserveStock,
-    ) -> Result<(), HandlerError> {
+    pub async fn reserve(&self, tx: &mut Tx<'_>, cmd: &ReserveStock) -> Result<(), HandlerError> {
         let meta = Metadata::caused_by(&cmd.meta);
         // In a savepoint: a refused command (invalid quantity, a stock figure that would
         // overflow) leaves nothing behind, and the refusal is still sent in this transaction.
-        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+        let mut sp = sqlx::Acquire::begin(tx.conn()).await?;
         let result = stock::reserve(&mut sp, cmd.meta.order_id, &cmd.lines).await;
         let result = match result {
             Err(e) if refusal(&e) => {
@@ -82,12 +78,8 @@ impl InventoryHandler {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
-    pub async fn release(
-        &self,
-        tx: &mut PgConnection,
-        cmd: &ReleaseStock,
-    ) -> Result<(), HandlerError> {
-        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+    pub async fn release(&self, tx: &mut Tx<'_>, cmd: &ReleaseStock) -> Result<(), HandlerError> {
+        let mut sp = sqlx::Acquire::begin(tx.conn()).await?;
         let released = match stock::release(&mut sp, cmd.meta.order_id).await {
             Err(e) if refusal(&e) => {
                 sp.rollback().await?;
@@ -121,7 +113,7 @@ impl InventoryHandler {
     /// Answer a well-formed command that cannot be carried out: every command gets a reply.
     async fn refuse(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         cmd: &Metadata,
         command: &str,
         error: &InventoryError,
@@ -166,7 +158,7 @@ impl Handler for InventoryHandler {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<InventoryCommand>,
     ) -> Result<(), HandlerError> {
         match &msg.message {

@@ -2,9 +2,8 @@
 //! messages into saga inputs and hands them to the [`SagaRunner`] inside the runtime's
 //! transaction (which also holds the inbox row).
 
-use saga_consumer::{Handler, HandlerError, Incoming};
+use saga_consumer::{Handler, HandlerError, Incoming, Tx};
 use saga_contracts::{InventoryEvent, OrderEvent, PaymentEvent, ShippingEvent};
-use sqlx::PgConnection;
 
 use crate::runner::{SagaError, SagaRunner};
 use crate::sagas::order_saga::{
@@ -33,7 +32,7 @@ impl Handler for OrderEvents {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<OrderEvent>,
     ) -> Result<(), HandlerError> {
         let handled = match from_order_event(&msg.message) {
@@ -52,7 +51,7 @@ impl Handler for InventoryEvents {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<InventoryEvent>,
     ) -> Result<(), HandlerError> {
         let reply = from_inventory_event(&msg.message);
@@ -72,7 +71,7 @@ impl Handler for PaymentEvents {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<PaymentEvent>,
     ) -> Result<(), HandlerError> {
         let reply = from_payment_event(&msg.message);
@@ -93,7 +92,7 @@ impl Handler for ShippingEvents {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<ShippingEvent>,
     ) -> Result<(), HandlerError> {
         let Some(reply) = from_shipping_event(&msg.message) else {

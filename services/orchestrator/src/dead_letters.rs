@@ -218,7 +218,12 @@ impl SagaRunner {
         };
         let mut tx = pool.begin().await.map_err(crate::store::StoreError::from)?;
         let outcome = self
-            .dead_lettered_command(&mut tx, order_id, message_type, notice)
+            .dead_lettered_command(
+                &mut saga_outbox::Tx::direct(&mut tx),
+                order_id,
+                message_type,
+                notice,
+            )
             .await?;
         tx.commit().await.map_err(crate::store::StoreError::from)?;
         Ok(outcome)

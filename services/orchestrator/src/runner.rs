@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use saga_contracts::{Metadata, OrderPlaced, SagaId, Timestamp};
-use saga_outbox::{Outbox, OutboxError};
+use saga_outbox::{Outbox, OutboxError, Tx};
 use serde::Deserialize;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument;
@@ -195,11 +195,7 @@ impl SagaRunner {
 
     /// Start the saga of a placed order; a second OrderPlaced for the order changes nothing.
     #[tracing::instrument(skip_all, fields(order_id = %placed.meta.order_id))]
-    pub async fn start(
-        &self,
-        tx: &mut PgConnection,
-        placed: &OrderPlaced,
-    ) -> Result<Handled, SagaError> {
+    pub async fn start(&self, tx: &mut Tx<'_>, placed: &OrderPlaced) -> Result<Handled, SagaError> {
         let order_id = placed.meta.order_id;
         let saga_id = SagaId::new();
         let data = OrderSagaData::from_placed(placed);
@@ -252,7 +248,7 @@ impl SagaRunner {
     #[tracing::instrument(skip_all, fields(order_id = %reply.meta.order_id, reply = reply.type_name))]
     pub async fn on_reply(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         reply: &IncomingReply,
     ) -> Result<Handled, SagaError> {
         let Some(row) = store::lock_by_order(tx, reply.meta.order_id).await? else {
@@ -310,7 +306,7 @@ impl SagaRunner {
     #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         row: &SagaRow,
         before: &SagaState,
         decision: Decision,
@@ -322,16 +318,6 @@ impl SagaRunner {
         let dead_letter = cause.dead_letter.clone();
         let meta = cause_of(row, cause.message_id);
         let commands = self.send(tx, data, &after, &decision.issue, &meta).await?;
-        store::update_saga(
-            tx,
-            row,
-            &after,
-            data,
-            cause.message_id.into(),
-            self.first_timeout_secs(),
-            self.step_deadline_secs(&after),
-        )
-        .await?;
         let outcome = if decision.incident.is_some() {
             "incident"
         } else {
@@ -345,8 +331,14 @@ impl SagaRunner {
             .as_deref()
             .or(cause.detail)
             .or(reason_changed);
-        store::insert_transition(
+        store::update_saga(
             tx,
+            row,
+            &after,
+            data,
+            cause.message_id.into(),
+            self.first_timeout_secs(),
+            self.step_deadline_secs(&after),
             NewTransition {
                 saga_id: row.saga_id,
                 outcome,
@@ -404,7 +396,11 @@ impl SagaRunner {
             let mut sp = sqlx::Acquire::begin(&mut tx)
                 .await
                 .map_err(StoreError::from)?;
-            match self.handle_due(&mut sp, row).instrument(span.clone()).await {
+            match self
+                .handle_due(&mut Tx::direct(&mut sp), row)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(()) => sp.commit().await.map_err(StoreError::from)?,
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
@@ -452,7 +448,7 @@ impl SagaRunner {
         Ok(())
     }
 
-    async fn handle_due(&self, tx: &mut PgConnection, row: &SagaRow) -> Result<(), SagaError> {
+    async fn handle_due(&self, tx: &mut Tx<'_>, row: &SagaRow) -> Result<(), SagaError> {
         let state = row.engine_state()?;
         let data = row.order_data()?;
         if row.deadline_passed && state.status == Status::Running {
@@ -504,7 +500,7 @@ impl SagaRunner {
     /// saga waits on, the saga stops in `incident` pointing at the dead letter.
     pub(crate) async fn dead_lettered_command(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         order_id: saga_contracts::OrderId,
         message_type: &str,
         notice: &crate::dead_letters::DeadLetterNotice,
@@ -574,7 +570,7 @@ impl SagaRunner {
     /// The running step's deadline (or the saga's) passed: give up on the step.
     async fn time_out(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         row: &SagaRow,
         state: &SagaState,
         data: &OrderSagaData,
@@ -617,7 +613,7 @@ impl SagaRunner {
 
     async fn retry_one(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         row: &SagaRow,
         state: &SagaState,
         data: &OrderSagaData,
@@ -732,7 +728,7 @@ impl SagaRunner {
             ..state.clone()
         };
         self.apply(
-            &mut tx,
+            &mut Tx::direct(&mut tx),
             &row,
             &from,
             decision,
@@ -771,7 +767,7 @@ impl SagaRunner {
     /// Build and enqueue the commands for `issues`, each with a fresh message id.
     async fn send(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         data: &OrderSagaData,
         state: &SagaState,
         issues: &[Issue],

@@ -2,9 +2,8 @@
 //! OrderApproved / OrderRejected events, appended and published in the runtime's
 //! transaction (with the inbox row that deduplicates redeliveries).
 
-use saga_consumer::{Handler, HandlerError, Incoming};
+use saga_consumer::{Handler, HandlerError, Incoming, Tx};
 use saga_contracts::{OrderCommand, TopicMessage};
-use sqlx::PgConnection;
 use tracing::Instrument;
 
 use crate::messages::Publisher;
@@ -19,7 +18,7 @@ impl Handler for OrderCommands {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<OrderCommand>,
     ) -> Result<(), HandlerError> {
         let meta = msg.message.meta();

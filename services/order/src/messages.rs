@@ -3,8 +3,7 @@
 //! together or not at all).
 
 use saga_contracts::{Metadata, OrderApproved, OrderCommandRefused, OrderPlaced, OrderRejected};
-use saga_outbox::{Outbox, OutboxError};
-use sqlx::PgConnection;
+use saga_outbox::{Enqueue, Outbox, OutboxError};
 
 use crate::domain::OrderEvent;
 
@@ -20,9 +19,9 @@ impl Publisher {
         Publisher { outbox }
     }
 
-    pub async fn publish(
+    pub async fn publish<E: Enqueue>(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut E,
         event: &OrderEvent,
         meta: Metadata,
     ) -> Result<(), PublishError> {
@@ -54,9 +53,9 @@ impl Publisher {
     }
 
     /// The reply to a command the order refuses (not a domain event: nothing is stored).
-    pub async fn refuse(
+    pub async fn refuse<E: Enqueue>(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut E,
         command: &str,
         reason: String,
         meta: Metadata,

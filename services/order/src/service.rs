@@ -9,7 +9,7 @@ use saga_contracts::ids::{CustomerId, MessageId, OrderId};
 use saga_contracts::{Metadata, Money};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 
 use crate::domain::{DomainError, Order, OrderEvent, OrderStatus, RecordedEvent};
@@ -294,7 +294,7 @@ impl Orders {
     /// at most one event; a repeated command is a no-op, a contradicting one is refused.
     pub async fn decide(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut saga_outbox::Tx<'_>,
         order_id: OrderId,
         command: Command<'_>,
         cause: &Metadata,

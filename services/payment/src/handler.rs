@@ -1,7 +1,7 @@
 //! The Kafka side: `payment.commands` in, `payment.events` out (through the outbox, in the
 //! same transaction as the account change).
 
-use saga_consumer::{Handler, HandlerError, Incoming};
+use saga_consumer::{Handler, HandlerError, Incoming, Tx};
 use saga_contracts::Metadata;
 use saga_contracts::messages::payment::{
     ChargePayment, DeclineReason, PaymentCharged, PaymentCommand, PaymentCommandRefused,
@@ -24,15 +24,11 @@ impl PaymentHandler {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
-    pub async fn charge(
-        &self,
-        tx: &mut PgConnection,
-        cmd: &ChargePayment,
-    ) -> Result<(), HandlerError> {
+    pub async fn charge(&self, tx: &mut Tx<'_>, cmd: &ChargePayment) -> Result<(), HandlerError> {
         let meta = Metadata::caused_by(&cmd.meta);
         // In a savepoint: an amount that overflows the balance (SQLSTATE 22003) is refused
         // with a reply, leaving nothing behind.
-        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+        let mut sp = sqlx::Acquire::begin(tx.conn()).await?;
         let result =
             payments::charge(&mut sp, cmd.meta.order_id, &cmd.customer_id, &cmd.amount).await;
         let result = match result {
@@ -78,12 +74,8 @@ impl PaymentHandler {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
-    pub async fn refund(
-        &self,
-        tx: &mut PgConnection,
-        cmd: &RefundPayment,
-    ) -> Result<(), HandlerError> {
-        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
+    pub async fn refund(&self, tx: &mut Tx<'_>, cmd: &RefundPayment) -> Result<(), HandlerError> {
+        let mut sp = sqlx::Acquire::begin(tx.conn()).await?;
         let amount = match payments::refund(&mut sp, cmd.meta.order_id).await {
             Err(e) if is_numeric_overflow(&e) => {
                 sp.rollback().await?;
@@ -124,7 +116,7 @@ impl PaymentHandler {
     /// Answer a well-formed command that cannot be carried out: every command gets a reply.
     async fn refuse(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         cmd: &Metadata,
         command: &str,
     ) -> Result<(), HandlerError> {
@@ -158,7 +150,7 @@ impl Handler for PaymentHandler {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<PaymentCommand>,
     ) -> Result<(), HandlerError> {
         match &msg.message {

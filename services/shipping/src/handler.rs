@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use saga_consumer::{Handler, HandlerError, Incoming};
+use saga_consumer::{Handler, HandlerError, Incoming, Tx};
 use saga_contracts::Metadata;
 use saga_contracts::messages::order::{OrderApproved, OrderEvent};
 use saga_contracts::messages::shipping::{
@@ -11,7 +11,6 @@ use saga_contracts::messages::shipping::{
     ShipmentScheduled, ShippingCommand,
 };
 use saga_outbox::Outbox;
-use sqlx::PgConnection;
 
 use crate::shipments::{self, ScheduleOutcome, ServedCountries, ShippingError};
 
@@ -33,7 +32,7 @@ impl CommandHandler {
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
     pub async fn schedule(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         cmd: &ScheduleShipment,
     ) -> Result<(), HandlerError> {
         let meta = Metadata::caused_by(&cmd.meta);
@@ -63,11 +62,7 @@ impl CommandHandler {
     }
 
     #[tracing::instrument(skip_all, fields(order_id = %cmd.meta.order_id))]
-    pub async fn cancel(
-        &self,
-        tx: &mut PgConnection,
-        cmd: &CancelShipment,
-    ) -> Result<(), HandlerError> {
+    pub async fn cancel(&self, tx: &mut Tx<'_>, cmd: &CancelShipment) -> Result<(), HandlerError> {
         let cancelled = shipments::cancel(tx, cmd.meta.order_id)
             .await
             .map_err(handler_error)?;
@@ -86,7 +81,7 @@ impl Handler for CommandHandler {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<ShippingCommand>,
     ) -> Result<(), HandlerError> {
         match &msg.message {
@@ -110,7 +105,7 @@ impl OrderEventHandler {
     #[tracing::instrument(skip_all, fields(order_id = %event.meta.order_id))]
     pub async fn approved(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         event: &OrderApproved,
     ) -> Result<(), HandlerError> {
         let Some(shipment_id) = shipments::dispatch(tx, event.meta.order_id)
@@ -134,7 +129,7 @@ impl Handler for OrderEventHandler {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<OrderEvent>,
     ) -> Result<(), HandlerError> {
         match &msg.message {

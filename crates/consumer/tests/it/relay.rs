@@ -262,3 +262,70 @@ async fn relay_waiting_on_an_unreachable_broker_holds_no_transaction_open() {
     task.abort();
     let _ = task.await;
 }
+
+/// A handler's sends are staged and written by one statement before the commit: nothing is
+/// in the table until the flush, then every row is, in send order (ids ascending), and the
+/// relay publishes them like any other rows.
+#[tokio::test]
+async fn staged_sends_are_written_together_in_send_order_at_flush() {
+    let env = env().await;
+    let orders: Vec<saga_contracts::OrderId> =
+        (0..5).map(|_| saga_contracts::OrderId::new()).collect();
+    let mut tx = env.db.pool.begin().await.unwrap();
+    let mut staged = saga_outbox::Tx::staged(&mut tx);
+    for (i, order) in orders.iter().enumerate() {
+        env.outbox
+            .send(&mut staged, &message(*order, i as i32 + 1))
+            .await
+            .unwrap();
+    }
+    assert_eq!(staged.pending(), 5);
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(staged.conn())
+        .await
+        .unwrap();
+    assert_eq!(before, 0, "staged rows are not written before the flush");
+    assert_eq!(staged.flush().await.unwrap(), 5);
+    assert_eq!(staged.pending(), 0);
+    tx.commit().await.unwrap();
+
+    let keys: Vec<String> = sqlx::query_scalar("SELECT message_key FROM outbox ORDER BY id")
+        .fetch_all(&env.db.pool)
+        .await
+        .unwrap();
+    let sent: Vec<String> = orders.iter().map(ToString::to_string).collect();
+    assert_eq!(keys, sent, "ids follow send order");
+
+    // A direct Tx writes at once.
+    let late = saga_contracts::OrderId::new();
+    let mut tx = env.db.pool.begin().await.unwrap();
+    let mut direct = saga_outbox::Tx::direct(&mut tx);
+    env.outbox
+        .send(&mut direct, &message(late, 1))
+        .await
+        .unwrap();
+    assert_eq!(direct.pending(), 0);
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE message_key = $1")
+        .bind(late.to_string())
+        .fetch_one(direct.conn())
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+    tx.commit().await.unwrap();
+
+    let consumer_token = CancellationToken::new();
+    let consumer = spawn_consumer(
+        &env,
+        env.db.pool.clone(),
+        consumer_config("staged"),
+        RecordingHandler::default(),
+        consumer_token.clone(),
+    );
+    relay(&env, RelayConfig::default())
+        .drain_once()
+        .await
+        .unwrap();
+    wait_for_effects(&env.db.pool, 6).await;
+    consumer_token.cancel();
+    consumer.await.unwrap();
+}

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use saga_consumer::{Consumer, ConsumerConfig, Handler, HandlerError, Incoming, Membership};
+use saga_consumer::{Consumer, ConsumerConfig, Handler, HandlerError, Incoming, Membership, Tx};
 use saga_contracts::{Codec, InventoryCommand, Metadata, OrderId, ReserveStock, Sku, StockLine};
 use saga_kafka::KafkaConfig;
 use saga_outbox::{Outbox, Relay, RelayConfig};
 use saga_testkit::{TestDb, TestStack, wait_until};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -92,7 +92,7 @@ impl Handler for RecordingHandler {
 
     async fn handle(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msg: &Incoming<InventoryCommand>,
     ) -> Result<(), HandlerError> {
         let InventoryCommand::ReserveStock(cmd) = &msg.message else {
@@ -112,7 +112,7 @@ impl Handler for RecordingHandler {
             .bind(cmd.meta.message_id.as_uuid())
             .bind(cmd.meta.order_id.as_uuid())
             .bind(n)
-            .execute(tx)
+            .execute(tx.conn())
             .await?;
         Ok(())
     }

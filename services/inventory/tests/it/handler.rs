@@ -4,6 +4,7 @@
 use inventory_service::handler::InventoryHandler;
 use inventory_service::stock;
 use saga_consumer::HandlerError;
+use saga_consumer::Tx;
 use saga_contracts::ids::OrderId;
 use saga_contracts::messages::inventory::{InventoryEvent, ReleaseStock, ReserveStock};
 use saga_contracts::{Codec, Metadata, StockLine};
@@ -34,14 +35,17 @@ async fn ctx() -> Ctx {
 impl Ctx {
     async fn reserve(&self, cmd: &ReserveStock) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await.unwrap();
-        self.handler.reserve(&mut tx, cmd).await?;
+        self.handler.reserve(&mut Tx::direct(&mut tx), cmd).await?;
         tx.commit().await.unwrap();
         Ok(())
     }
 
     async fn release(&self, cmd: &ReleaseStock) {
         let mut tx = self.pool.begin().await.unwrap();
-        self.handler.release(&mut tx, cmd).await.unwrap();
+        self.handler
+            .release(&mut Tx::direct(&mut tx), cmd)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 

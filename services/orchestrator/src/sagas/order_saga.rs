@@ -26,9 +26,8 @@ use saga_contracts::{
     ReleaseStock, ReservationId, ReserveStock, ScheduleShipment, ShipmentId, ShippingEvent,
     StockLine,
 };
-use saga_outbox::{Outbox, OutboxError};
+use saga_outbox::{Enqueue, Outbox, OutboxError};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 
 use crate::engine::{Abort, Reply, Saga, SagaDefinition, Step, Undo};
 
@@ -425,7 +424,7 @@ impl SagaCommand {
     }
 
     /// Enqueue through the outbox, inside the caller's transaction.
-    pub async fn send(&self, outbox: &Outbox, tx: &mut PgConnection) -> Result<(), OutboxError> {
+    pub async fn send<E: Enqueue>(&self, outbox: &Outbox, tx: &mut E) -> Result<(), OutboxError> {
         each_command!(self, m => outbox.send(tx, m).await)
     }
 }

@@ -163,13 +163,16 @@ impl Harness {
         self.app.runner()
     }
 
-    /// Handle one input in its own transaction, like the consumer runtime.
+    /// Handle one input in its own transaction, like the consumer runtime: commands are
+    /// staged and written just before the commit.
     async fn handle<F>(&self, f: F) -> Handled
     where
-        F: AsyncFnOnce(&SagaRunner, &mut sqlx::PgConnection) -> Handled,
+        F: AsyncFnOnce(&SagaRunner, &mut saga_outbox::Tx<'_>) -> Handled,
     {
         let mut tx = self.pool.begin().await.unwrap();
-        let handled = f(self.runner(), &mut tx).await;
+        let mut staged = saga_outbox::Tx::staged(&mut tx);
+        let handled = f(self.runner(), &mut staged).await;
+        staged.flush().await.unwrap();
         tx.commit().await.unwrap();
         handled
     }

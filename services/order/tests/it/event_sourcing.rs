@@ -25,7 +25,12 @@ async fn command(app: &TestApp, id: OrderId, cmd: Command<'_>) -> Decision {
     let mut tx = app.pool.begin().await.unwrap();
     let decision = app
         .orders
-        .decide(&mut tx, id, cmd, &Metadata::first(id))
+        .decide(
+            &mut saga_outbox::Tx::direct(&mut tx),
+            id,
+            cmd,
+            &Metadata::first(id),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -100,7 +105,12 @@ async fn concurrent_writers_of_one_version_conflict() {
     let mut t2 = app.pool.begin().await.unwrap();
     let first = app
         .orders
-        .decide(&mut t1, id, Command::Approve, &Metadata::first(id))
+        .decide(
+            &mut saga_outbox::Tx::direct(&mut t1),
+            id,
+            Command::Approve,
+            &Metadata::first(id),
+        )
         .await;
     assert!(matches!(first, Ok(Decision::Applied(_))));
     let loser = tokio::spawn(async move {

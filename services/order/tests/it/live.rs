@@ -94,7 +94,12 @@ async fn place(app: &TestApp) -> (OrderId, String) {
 async fn decide(app: &TestApp, id: OrderId, cmd: Command<'_>) {
     let mut tx = app.pool.begin().await.unwrap();
     app.orders
-        .decide(&mut tx, id, cmd, &Metadata::first(id))
+        .decide(
+            &mut saga_outbox::Tx::direct(&mut tx),
+            id,
+            cmd,
+            &Metadata::first(id),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -297,7 +297,12 @@ async fn the_write_path_stores_a_snapshot_every_n_events_and_reads_from_it() {
     let mut tx = app.pool.begin().await.unwrap();
     let decision = app
         .orders
-        .decide(&mut tx, id, Command::Approve, &Metadata::first(id))
+        .decide(
+            &mut saga_outbox::Tx::direct(&mut tx),
+            id,
+            Command::Approve,
+            &Metadata::first(id),
+        )
         .await
         .unwrap();
     assert!(matches!(decision, Decision::Applied(_)));

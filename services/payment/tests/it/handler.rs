@@ -3,6 +3,7 @@
 
 use payment_service::handler::PaymentHandler;
 use payment_service::payments;
+use saga_consumer::Tx;
 use saga_contracts::ids::OrderId;
 use saga_contracts::messages::payment::{
     ChargePayment, DeclineReason, PaymentEvent, RefundPayment,
@@ -47,7 +48,10 @@ impl Ctx {
             amount,
         };
         let mut tx = self.pool.begin().await.unwrap();
-        self.handler.charge(&mut tx, &cmd).await.unwrap();
+        self.handler
+            .charge(&mut Tx::direct(&mut tx), &cmd)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         cmd
     }
@@ -57,7 +61,10 @@ impl Ctx {
             meta: Metadata::first(order),
         };
         let mut tx = self.pool.begin().await.unwrap();
-        self.handler.refund(&mut tx, &cmd).await.unwrap();
+        self.handler
+            .refund(&mut Tx::direct(&mut tx), &cmd)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 

@@ -1,6 +1,7 @@
 //! The handlers inside a transaction against a fresh database: each command's effect and the
 //! reply it leaves in the outbox (decoded through the real registry), every command twice.
 
+use saga_consumer::Tx;
 use saga_contracts::ids::{OrderId, Sku};
 use saga_contracts::messages::order::{OrderApproved, OrderEvent, OrderRejected};
 use saga_contracts::messages::shipping::{CancelShipment, ScheduleShipment, ShippingEvent};
@@ -53,7 +54,7 @@ impl Ctx {
     async fn schedule(&self, order: OrderId, country: &str) {
         let mut tx = self.pool.begin().await.unwrap();
         self.commands
-            .schedule(&mut tx, &schedule_cmd(order, country))
+            .schedule(&mut Tx::direct(&mut tx), &schedule_cmd(order, country))
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -64,7 +65,10 @@ impl Ctx {
             meta: Metadata::first(order),
         };
         let mut tx = self.pool.begin().await.unwrap();
-        self.commands.cancel(&mut tx, &cmd).await.unwrap();
+        self.commands
+            .cancel(&mut Tx::direct(&mut tx), &cmd)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -73,7 +77,10 @@ impl Ctx {
             meta: Metadata::first(order),
         };
         let mut tx = self.pool.begin().await.unwrap();
-        self.events.approved(&mut tx, &event).await.unwrap();
+        self.events
+            .approved(&mut Tx::direct(&mut tx), &event)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
     }
 
@@ -169,7 +176,7 @@ async fn other_order_events_are_ignored() {
         headers: Default::default(),
     };
     let mut tx = c.pool.begin().await.unwrap();
-    saga_consumer::Handler::handle(&c.events, &mut tx, &rejected)
+    saga_consumer::Handler::handle(&c.events, &mut Tx::direct(&mut tx), &rejected)
         .await
         .unwrap();
     tx.commit().await.unwrap();
