@@ -54,10 +54,11 @@ pub trait Handler: Send + Sync + 'static {
     /// Batches of several partitions applied concurrently otherwise take the same hot rows
     /// message by message in different orders and deadlock (PostgreSQL detects it only after
     /// `deadlock_timeout`, 1 s, and the batch is re-run one message per transaction). The
-    /// default locks nothing; a single message is handled without this call.
+    /// default locks nothing; a single message is handled without this call. What it read
+    /// while locking it may [`Tx::keep`] for `handle` to take instead of reading it again.
     fn lock_batch(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msgs: &[&Incoming<Self::Message>],
     ) -> impl Future<Output = Result<(), HandlerError>> + Send {
         let _ = (tx, msgs);
@@ -485,16 +486,16 @@ impl<H: Handler> Shared<H> {
     /// One transaction: inbox claim + handler for each message, then commit.
     async fn apply(&self, items: &[Item<H::Message>]) -> Result<(), Failure> {
         let mut tx = self.pool.begin().await?;
+        let mut staged = Tx::staged(&mut tx);
         if items.len() > 1 {
             let msgs: Vec<&Incoming<H::Message>> = items
                 .iter()
                 .filter_map(|i| i.decoded.as_ref().ok())
                 .collect();
-            self.handler.lock_batch(&mut tx, &msgs).await?;
+            self.handler.lock_batch(&mut staged, &msgs).await?;
         }
         let mut duplicates = 0u64;
-        let claims = self.claim(&mut tx, items).await?;
-        let mut staged = Tx::staged(&mut tx);
+        let claims = self.claim(&mut staged, items).await?;
         for (item, claim) in items.iter().zip(claims) {
             let Ok(incoming) = &item.decoded else {
                 unreachable!("only decoded messages are applied")

@@ -81,6 +81,8 @@ pub struct Tx<'c> {
     conn: &'c mut PgConnection,
     /// `None`: direct.
     staged: Option<Vec<OutboxMessage>>,
+    /// What a handler keeps for the rest of the transaction, by type (see [`Tx::keep`]).
+    kept: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl<'c> Tx<'c> {
@@ -90,16 +92,34 @@ impl<'c> Tx<'c> {
         Tx {
             conn,
             staged: Some(Vec::new()),
+            kept: Vec::new(),
         }
     }
 
     /// Sent messages are inserted at once, as [`Enqueue`] for a plain connection does.
     pub fn direct(conn: &'c mut PgConnection) -> Tx<'c> {
-        Tx { conn, staged: None }
+        Tx {
+            conn,
+            staged: None,
+            kept: Vec::new(),
+        }
     }
 
     pub fn conn(&mut self) -> &mut PgConnection {
         self.conn
+    }
+
+    /// Keep `value` for the rest of the transaction (one value per type; a second replaces the
+    /// first). What for: rows a handler's `lock_batch` locked and read for the whole batch,
+    /// which `handle` then takes instead of reading each again.
+    pub fn keep<T: Send + 'static>(&mut self, value: T) {
+        self.kept.retain(|k| !k.is::<T>());
+        self.kept.push(Box::new(value));
+    }
+
+    /// The value of type `T` kept in this transaction, if any.
+    pub fn kept<T: Send + 'static>(&mut self) -> Option<&mut T> {
+        self.kept.iter_mut().find_map(|k| k.downcast_mut::<T>())
     }
 
     /// Messages sent and not yet written.

@@ -8,7 +8,6 @@ use saga_contracts::messages::inventory::{
     StockReserved, StockUnavailable,
 };
 use saga_outbox::Outbox;
-use sqlx::PgConnection;
 
 use crate::stock::{self, InventoryError, ReserveOutcome};
 
@@ -169,7 +168,7 @@ impl Handler for InventoryHandler {
 
     async fn lock_batch(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msgs: &[&Incoming<InventoryCommand>],
     ) -> Result<(), HandlerError> {
         let mut reserving = Vec::new();

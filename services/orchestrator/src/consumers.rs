@@ -24,11 +24,30 @@ fn to_handler_error(e: SagaError) -> HandlerError {
     }
 }
 
+/// One statement locks and reads the sagas of a whole batch of replies (see
+/// [`SagaRunner::preload`]); `handle` then takes each row instead of reading it again.
+async fn preload<M: saga_contracts::TopicMessage>(
+    runner: &SagaRunner,
+    tx: &mut Tx<'_>,
+    msgs: &[&Incoming<M>],
+) -> Result<(), HandlerError> {
+    let orders = msgs.iter().map(|m| m.meta().order_id.into_uuid()).collect();
+    runner.preload(tx, orders).await.map_err(to_handler_error)
+}
+
 /// `order.events`: OrderPlaced starts a saga; OrderApproved/OrderRejected end one.
 pub struct OrderEvents(pub SagaRunner);
 
 impl Handler for OrderEvents {
     type Message = OrderEvent;
+
+    async fn lock_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        msgs: &[&Incoming<OrderEvent>],
+    ) -> Result<(), HandlerError> {
+        preload(&self.0, tx, msgs).await
+    }
 
     async fn handle(
         &self,
@@ -48,6 +67,14 @@ pub struct InventoryEvents(pub SagaRunner);
 
 impl Handler for InventoryEvents {
     type Message = InventoryEvent;
+
+    async fn lock_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        msgs: &[&Incoming<InventoryEvent>],
+    ) -> Result<(), HandlerError> {
+        preload(&self.0, tx, msgs).await
+    }
 
     async fn handle(
         &self,
@@ -69,6 +96,14 @@ pub struct PaymentEvents(pub SagaRunner);
 impl Handler for PaymentEvents {
     type Message = PaymentEvent;
 
+    async fn lock_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        msgs: &[&Incoming<PaymentEvent>],
+    ) -> Result<(), HandlerError> {
+        preload(&self.0, tx, msgs).await
+    }
+
     async fn handle(
         &self,
         tx: &mut Tx<'_>,
@@ -89,6 +124,14 @@ pub struct ShippingEvents(pub SagaRunner);
 
 impl Handler for ShippingEvents {
     type Message = ShippingEvent;
+
+    async fn lock_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        msgs: &[&Incoming<ShippingEvent>],
+    ) -> Result<(), HandlerError> {
+        preload(&self.0, tx, msgs).await
+    }
 
     async fn handle(
         &self,

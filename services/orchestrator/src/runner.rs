@@ -13,7 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::engine::{Decision, Issue, SagaState, Status};
-use crate::sagas::order_saga::{IncomingReply, ORDER_SAGA, OrderSagaData};
+use crate::sagas::order_saga::{IncomingReply, ORDER_SAGA, OrderSagaData, SagaCommand};
 use crate::store::{
     self, IncidentCause, IssuedCommand, NewIncident, NewSaga, NewTransition, SagaRow, StoreError,
 };
@@ -200,6 +200,12 @@ impl SagaRunner {
         let saga_id = SagaId::new();
         let data = OrderSagaData::from_placed(placed);
         let (state, issues) = ORDER_SAGA.start();
+        // The commands are caused by OrderPlaced itself (their metadata derives from it). Built
+        // first, so the saga and its first transition are one statement; enqueued only if the
+        // saga is new.
+        let cause = placed.meta.clone().with_saga(saga_id);
+        let commands = self.build(&data, &state, &issues, &cause);
+        let issued: Vec<IssuedCommand> = commands.iter().map(|(_, i)| i.clone()).collect();
         let inserted = store::insert_saga(
             tx,
             NewSaga {
@@ -214,34 +220,50 @@ impl SagaRunner {
                 saga_deadline_secs: (self.config.saga_deadline_ms > 0)
                     .then(|| self.config.saga_deadline_ms as f64 / 1000.0),
             },
-        )
-        .await?;
-        let Some(row) = inserted else {
-            let existing = store::lock_by_order(tx, order_id).await?;
-            let existing = existing.map(|r| r.saga_id()).unwrap_or(saga_id);
-            tracing::info!(saga_id = %existing, "saga already started for this order");
-            return Ok(Handled::AlreadyStarted(existing));
-        };
-        // The commands are caused by OrderPlaced itself (`send` derives their metadata from it).
-        let cause = placed.meta.clone().with_saga(saga_id);
-        let commands = self.send(tx, &data, &state, &issues, &cause).await?;
-        store::insert_transition(
-            tx,
             NewTransition {
-                saga_id: row.saga_id,
+                saga_id: saga_id.into_uuid(),
                 outcome: "started",
                 from: None,
                 to: &state,
                 caused_by_message_id: Some(placed.meta.message_id.into_uuid()),
                 caused_by_type: "OrderPlaced",
-                commands: &commands,
+                commands: &issued,
                 detail: None,
             },
         )
         .await?;
+        if inserted.is_none() {
+            let existing = store::lock_by_order(tx, order_id).await?;
+            let existing = existing.map(|r| r.saga_id()).unwrap_or(saga_id);
+            tracing::info!(saga_id = %existing, "saga already started for this order");
+            return Ok(Handled::AlreadyStarted(existing));
+        }
+        for (command, _) in &commands {
+            command.send(&self.outbox, tx).await?;
+        }
         metrics::counter!("sagas_started_total").increment(1);
         tracing::info!(%saga_id, "saga started");
         Ok(Handled::Started(saga_id))
+    }
+
+    /// Lock and read, with one statement, the sagas a batch of replies is about, and keep them
+    /// in `tx` for [`SagaRunner::on_reply`] to take (each row once: a second reply for the same
+    /// saga in the batch reads the row as the first left it).
+    pub async fn preload(
+        &self,
+        tx: &mut Tx<'_>,
+        mut order_ids: Vec<Uuid>,
+    ) -> Result<(), SagaError> {
+        order_ids.sort_unstable();
+        order_ids.dedup();
+        if order_ids.is_empty() {
+            return Ok(());
+        }
+        let rows = store::lock_many_by_order(tx, &order_ids).await?;
+        tx.keep(Preloaded(
+            rows.into_iter().map(|r| (r.order_id, r)).collect(),
+        ));
+        Ok(())
     }
 
     /// Advance the saga of `reply.meta.order_id` by one reply.
@@ -251,7 +273,13 @@ impl SagaRunner {
         tx: &mut Tx<'_>,
         reply: &IncomingReply,
     ) -> Result<Handled, SagaError> {
-        let Some(row) = store::lock_by_order(tx, reply.meta.order_id).await? else {
+        let order_id = reply.meta.order_id.into_uuid();
+        let preloaded = tx.kept::<Preloaded>().and_then(|p| p.0.remove(&order_id));
+        let row = match preloaded {
+            Some(row) => Some(row),
+            None => store::lock_by_order(tx, reply.meta.order_id).await?,
+        };
+        let Some(row) = row else {
             tracing::warn!("reply for an order without a saga; ignored");
             return Ok(Handled::UnknownOrder);
         };
@@ -773,24 +801,43 @@ impl SagaRunner {
         issues: &[Issue],
         cause: &Metadata,
     ) -> Result<Vec<IssuedCommand>, SagaError> {
-        let mut sent = Vec::with_capacity(issues.len());
-        for &issue in issues {
-            let meta = Metadata::caused_by(cause);
-            let command = ORDER_SAGA.build(issue, data, state.failure_reason.as_deref(), meta);
+        let commands = self.build(data, state, issues, cause);
+        let mut sent = Vec::with_capacity(commands.len());
+        for (command, issued) in commands {
             command.send(&self.outbox, tx).await?;
-            let (step, kind) = match issue {
-                Issue::Action(i) => (ORDER_SAGA.step_name(i), "action"),
-                Issue::Undo(j) => (ORDER_SAGA.step_name(j), "undo"),
-                Issue::Abort => (ORDER_SAGA.abort.name, "abort"),
-            };
-            sent.push(IssuedCommand {
-                type_name: command.type_name().to_owned(),
-                message_id: command.meta().message_id.into_uuid(),
-                step: step.to_owned(),
-                kind: kind.to_owned(),
-            });
+            sent.push(issued);
         }
         Ok(sent)
+    }
+
+    /// The commands for `issues`, each with a fresh message id, and how the timeline records
+    /// them.
+    fn build(
+        &self,
+        data: &OrderSagaData,
+        state: &SagaState,
+        issues: &[Issue],
+        cause: &Metadata,
+    ) -> Vec<(SagaCommand, IssuedCommand)> {
+        issues
+            .iter()
+            .map(|&issue| {
+                let meta = Metadata::caused_by(cause);
+                let command = ORDER_SAGA.build(issue, data, state.failure_reason.as_deref(), meta);
+                let (step, kind) = match issue {
+                    Issue::Action(i) => (ORDER_SAGA.step_name(i), "action"),
+                    Issue::Undo(j) => (ORDER_SAGA.step_name(j), "undo"),
+                    Issue::Abort => (ORDER_SAGA.abort.name, "abort"),
+                };
+                let issued = IssuedCommand {
+                    type_name: command.type_name().to_owned(),
+                    message_id: command.meta().message_id.into_uuid(),
+                    step: step.to_owned(),
+                    kind: kind.to_owned(),
+                };
+                (command, issued)
+            })
+            .collect()
     }
 
     fn observe(&self, row: &SagaRow, before: &SagaState, after: &SagaState, issues: &[Issue]) {
@@ -842,6 +889,9 @@ impl SagaRunner {
 
 /// The metadata of the message that caused the saga's current position, rebuilt from the row
 /// (saga id and correlation id come from the saga, not from whatever the reply carried).
+/// Saga rows a batch locked and read up front, by order id (see [`SagaRunner::preload`]).
+struct Preloaded(std::collections::HashMap<Uuid, SagaRow>);
+
 fn cause_of(row: &SagaRow, message_id: Uuid) -> Metadata {
     Metadata {
         message_id: message_id.into(),

@@ -109,10 +109,13 @@ pub struct NewSaga<'a> {
     pub saga_deadline_secs: Option<f64>,
 }
 
-/// Insert a new saga; `None` when one already exists for the order (OrderPlaced seen before).
+/// Insert a new saga and its first transition (`started`, with the commands it issues) in one
+/// statement; `None`, and nothing written, when a saga already exists for the order
+/// (OrderPlaced seen before).
 pub async fn insert_saga(
     conn: &mut PgConnection,
     new: NewSaga<'_>,
+    started: NewTransition<'_>,
 ) -> Result<Option<SagaRow>, StoreError> {
     let NewSaga {
         saga_id,
@@ -129,14 +132,21 @@ pub async fn insert_saga(
         saga_id: saga_id.into_uuid(),
         problem: format!("cannot serialize data: {e}"),
     })?;
+    let commands = started.commands_json()?;
     let sql = format!(
-        "INSERT INTO sagas (saga_id, saga_type, order_id, state, current_step, completed_steps, \
-             data, cause_message_id, correlation_id, next_retry_at, saga_deadline_at, \
-             deadline_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10), \
-             now() + make_interval(secs => $12), \
-             LEAST(now() + make_interval(secs => $11), now() + make_interval(secs => $12))) \
-         ON CONFLICT (order_id) DO NOTHING RETURNING {SAGA_COLUMNS}"
+        "WITH inserted AS ( \
+             INSERT INTO sagas (saga_id, saga_type, order_id, state, current_step, \
+                 completed_steps, data, cause_message_id, correlation_id, next_retry_at, \
+                 saga_deadline_at, deadline_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + make_interval(secs => $10), \
+                 now() + make_interval(secs => $12), \
+                 LEAST(now() + make_interval(secs => $11), now() + make_interval(secs => $12))) \
+             ON CONFLICT (order_id) DO NOTHING RETURNING {SAGA_COLUMNS}), \
+         timeline AS ( \
+             INSERT INTO saga_transitions (saga_id, seq, outcome, from_state, to_state, \
+                 from_step, to_step, caused_by_message_id, caused_by_type, commands, detail) \
+             SELECT saga_id, 1, $13, NULL, $4, NULL, $5, $14, $15, $16, $17 FROM inserted) \
+         SELECT * FROM inserted"
     );
     let row = sqlx::query_as::<_, SagaRow>(&sql)
         .bind(saga_id.into_uuid())
@@ -151,6 +161,11 @@ pub async fn insert_saga(
         .bind(retry_after_secs)
         .bind(step_deadline_secs)
         .bind(saga_deadline_secs)
+        .bind(started.outcome)
+        .bind(started.caused_by_message_id)
+        .bind(started.caused_by_type)
+        .bind(commands)
+        .bind(started.detail)
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row)
@@ -173,6 +188,22 @@ pub async fn lock_by_order(
     Ok(sqlx::query_as::<_, SagaRow>(&sql)
         .bind(order_id.into_uuid())
         .fetch_optional(&mut *conn)
+        .await?)
+}
+
+/// Lock and read the sagas of several orders at once, in order id order (so concurrent
+/// batches queue behind each other instead of deadlocking): what a consumer batch of replies
+/// reads with one statement instead of one per reply.
+pub async fn lock_many_by_order(
+    conn: &mut PgConnection,
+    order_ids: &[Uuid],
+) -> Result<Vec<SagaRow>, StoreError> {
+    let sql = format!(
+        "SELECT {SAGA_COLUMNS} FROM sagas WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE"
+    );
+    Ok(sqlx::query_as::<_, SagaRow>(&sql)
+        .bind(order_ids)
+        .fetch_all(&mut *conn)
         .await?)
 }
 

@@ -8,7 +8,6 @@ use saga_contracts::messages::payment::{
     PaymentDeclined, PaymentRefunded, RefundPayment,
 };
 use saga_outbox::Outbox;
-use sqlx::PgConnection;
 
 use crate::payments::{self, ChargeOutcome, Decline, PaymentError};
 
@@ -161,7 +160,7 @@ impl Handler for PaymentHandler {
 
     async fn lock_batch(
         &self,
-        tx: &mut PgConnection,
+        tx: &mut Tx<'_>,
         msgs: &[&Incoming<PaymentCommand>],
     ) -> Result<(), HandlerError> {
         let mut charging = Vec::new();
