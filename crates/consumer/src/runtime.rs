@@ -159,12 +159,28 @@ pub struct Consumer<H: Handler> {
 }
 
 impl<H: Handler> Consumer<H> {
+    /// A consumer with a dead-letter producer of its own.
     pub fn new(
         kafka: &KafkaConfig,
         config: ConsumerConfig,
         pool: PgPool,
         codec: Codec,
         handler: H,
+    ) -> Result<Self, ConsumerError> {
+        let producer = kafka.producer()?;
+        Self::with_producer(kafka, config, pool, codec, handler, producer)
+    }
+
+    /// A consumer that dead-letters through `producer` (a clone of the service's one
+    /// producer: each librdkafka producer runs a polling thread that costs CPU even when
+    /// idle, so a service shares one between its relay and all its consumers).
+    pub fn with_producer(
+        kafka: &KafkaConfig,
+        config: ConsumerConfig,
+        pool: PgPool,
+        codec: Codec,
+        handler: H,
+        producer: FutureProducer,
     ) -> Result<Self, ConsumerError> {
         if config.group_id.trim().is_empty() {
             return Err(ConsumerError::Config("consumer.group_id is empty".into()));
@@ -181,7 +197,7 @@ impl<H: Handler> Consumer<H> {
         Ok(Self {
             shared: Arc::new(Shared {
                 inbox: Inbox::new(config.group_id.clone()),
-                dead_letters: kafka.producer()?,
+                dead_letters: producer,
                 dead_letter_topic: kafka.topic(&config.dead_letter_topic),
                 backoff,
                 assignment: Assignment::default(),

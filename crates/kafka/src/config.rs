@@ -32,7 +32,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
             bootstrap_servers: "127.0.0.1:19092".into(),
-            fetch_wait_max_ms: 500,
+            fetch_wait_max_ms: 1000,
             linger_ms: 2,
             compression: "none".into(),
             message_timeout_ms: 30_000,

@@ -126,12 +126,24 @@ impl Relay {
         kafka: &KafkaConfig,
         config: RelayConfig,
     ) -> Result<Self, OutboxError> {
-        Ok(Self {
+        Ok(Self::with_producer(pool, kafka, config, kafka.producer()?))
+    }
+
+    /// A relay publishing through `producer` (the service's one producer, shared with its
+    /// consumers' dead letters: see `saga_consumer::Consumer::with_producer`). It must have
+    /// `kafka`'s producer settings (idempotence, acks=all): ordering depends on them.
+    pub fn with_producer(
+        pool: PgPool,
+        kafka: &KafkaConfig,
+        config: RelayConfig,
+        producer: FutureProducer,
+    ) -> Self {
+        Self {
             pool,
-            producer: kafka.producer()?,
+            producer,
             config,
             topic_prefix: kafka.topic_prefix.clone(),
-        })
+        }
     }
 
     /// Publish until nothing is pending (waiting for another relay's batch if one is in

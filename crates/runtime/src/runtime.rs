@@ -50,6 +50,8 @@ pub struct Runtime {
     listener: TcpListener,
     local_addr: SocketAddr,
     relay: Option<Relay>,
+    /// The service's one Kafka producer (relay and dead letters).
+    producer: rdkafka::producer::FutureProducer,
     admin: AdminAuth,
     rewinds: crate::rewind::Groups,
     parts: Vec<(&'static str, Part)>,
@@ -80,12 +82,21 @@ impl Runtime {
                 });
         let codec = Codec::with_credentials(&config.registry.url, credentials);
         codec.register_all().await?;
+        // One producer for the relay and every consumer's dead letters: each librdkafka
+        // producer has a polling thread that wakes every 100 ms (and, in rdkafka 0.39, spins
+        // through the last sub-millisecond of each wait), which was most of an idle service's
+        // CPU with a producer per consumer.
+        let producer = config
+            .kafka
+            .producer()
+            .map_err(saga_outbox::OutboxError::from)?;
         let relay = if config.components.relay {
-            Some(Relay::new(
+            Some(Relay::with_producer(
                 pool.clone(),
                 &config.kafka,
                 config.relay.clone(),
-            )?)
+                producer.clone(),
+            ))
         } else {
             None
         };
@@ -99,6 +110,7 @@ impl Runtime {
             listener,
             local_addr,
             relay,
+            producer,
             admin,
             rewinds: crate::rewind::Groups::default(),
             parts: Vec::new(),
@@ -148,12 +160,13 @@ impl Runtime {
         if !self.config.components.consumer {
             return Ok(());
         }
-        let consumer = Consumer::new(
+        let consumer = Consumer::with_producer(
             &self.config.kafka,
             config,
             self.pool.clone(),
             self.codec.clone(),
             handler,
+            self.producer.clone(),
         )?;
         let mut jobs = self.rewinds.register(
             consumer.group(),
