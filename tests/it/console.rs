@@ -409,60 +409,54 @@ impl Browser {
     /// Waits, on the current page (no reload), until the text of a `css` element satisfies
     /// `ok`: after a click that navigates, the next page may not be there yet.
     async fn wait_for(&self, css: &str, ok: impl Fn(&str) -> bool) {
-        let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
-        let seen = loop {
-            let seen = self.texts(css).await;
-            if seen.iter().any(|t| ok(t)) {
-                return;
-            }
-            if tokio::time::Instant::now() > deadline {
-                break seen;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        self.screenshot("failed").await;
-        let url = self.client.current_url().await.map(|u| u.to_string());
-        panic!("{css} never as expected on {url:?}; last seen {seen:?}");
+        self.until(None, css, None, ok).await
     }
 
     /// Loads `url` again and again until the text of a `css` element satisfies `ok`.
     async fn open_until(&self, url: &str, css: &str, ok: impl Fn(&str) -> bool) {
+        self.until(Some(url), css, None, ok).await
+    }
+
+    /// Loads `url` until the first `css` element's integer attribute satisfies `ok`.
+    async fn open_until_attr(&self, url: &str, css: &str, attr: &str, ok: impl Fn(i64) -> bool) {
+        self.until(Some(url), css, Some(attr), |v| {
+            v.parse::<i64>().is_ok_and(&ok)
+        })
+        .await
+    }
+
+    /// Reads the `css` elements (their text, or `attr`) until one satisfies `ok`, or fails
+    /// with a screenshot at `PAGE_DEADLINE`. With `reload`, the page is loaded again before
+    /// each read (a server-rendered page does not refresh itself); without, the current page
+    /// is read as it changes.
+    async fn until(
+        &self,
+        reload: Option<&str>,
+        css: &str,
+        attr: Option<&str>,
+        ok: impl Fn(&str) -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
+        let pause = Duration::from_millis(if reload.is_some() { 500 } else { 100 });
         let seen = loop {
-            self.client.goto(url).await.expect("open page");
-            let seen = self.texts(css).await;
+            if let Some(url) = reload {
+                self.client.goto(url).await.expect("open page");
+            }
+            let seen = match attr {
+                Some(attr) => self.attrs(css, attr).await,
+                None => self.texts(css).await,
+            };
             if seen.iter().any(|t| ok(t)) {
                 return;
             }
             if tokio::time::Instant::now() > deadline {
                 break seen;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(pause).await;
         };
         self.screenshot("failed").await;
-        panic!("{url}: {css} never as expected; last seen {seen:?}");
-    }
-
-    /// Loads `url` until the first `css` element's integer attribute satisfies `ok`.
-    async fn open_until_attr(&self, url: &str, css: &str, attr: &str, ok: impl Fn(i64) -> bool) {
-        let deadline = tokio::time::Instant::now() + PAGE_DEADLINE;
-        let seen = loop {
-            self.client.goto(url).await.expect("open page");
-            let seen = self.attrs(css, attr).await;
-            if seen
-                .first()
-                .and_then(|v| v.parse::<i64>().ok())
-                .is_some_and(&ok)
-            {
-                return;
-            }
-            if tokio::time::Instant::now() > deadline {
-                break seen;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
-        self.screenshot("failed").await;
-        panic!("{url}: {css} {attr} never as expected; last seen {seen:?}");
+        let url = self.client.current_url().await.map(|u| u.to_string());
+        panic!("{css} never as expected on {url:?}; last seen {seen:?}");
     }
 
     async fn screenshot(&self, name: &str) {
