@@ -21,6 +21,11 @@ pub const TANSU_VERSION: &str = "0.6.0";
 /// waiting fetch wakes on a produce to its partitions, and the SQLite storage indexes its
 /// header table and keeps its hot statements prepared. What and why: `crates/stack/tansu/README.md`.
 const STORAGE_PATCH: &str = include_str!("../tansu/tansu-storage.patch");
+/// Appended to tansu's manifest before the build: the crates the broker links but the stack
+/// never runs (schema validators, object stores, TLS crypto, the cli's client tools) are built
+/// at `opt-level = 0`, which cuts the one-time build; the broker's own path keeps
+/// `opt-level = 3`. What and why: `crates/stack/tansu/README.md`.
+const RELEASE_PROFILE: &str = include_str!("../tansu/release-profile.toml");
 /// The stack uses SQLite storage only, so the object-store engines are not built.
 const FEATURES: &str = "libsql";
 const NAME: &str = "broker";
@@ -30,11 +35,12 @@ const DB_FILE: &str = "tansu.db";
 /// The tansu broker component.
 pub struct Broker;
 
-/// Names one build of the broker: the version, the features and the patch. A changed patch
-/// gets a directory of its own, so a cache built from an older patch is never reused.
+/// Names one build of the broker: the version, the features, the patch and the release
+/// profile. A changed recipe gets a directory of its own, so a cache built from an older one
+/// is never reused.
 pub fn tansu_build_id() -> String {
     let mut hash = Sha256::new();
-    for part in [TANSU_VERSION, FEATURES, STORAGE_PATCH] {
+    for part in [TANSU_VERSION, FEATURES, STORAGE_PATCH, RELEASE_PROFILE] {
         hash.update(part.as_bytes());
         hash.update([0]);
     }
@@ -47,9 +53,9 @@ pub fn tansu_build_id() -> String {
 /// unless it is already there. A file lock serialises concurrent first runs (e.g. two test
 /// binaries).
 ///
-/// The crate sources come from crates.io (the registry's download address), the patch from
-/// this repository; tansu-storage is swapped in with `[patch.crates-io]` and the broker is
-/// built against tansu's own published `Cargo.lock`.
+/// The crate sources come from crates.io (the registry's download address), the patch and the
+/// release profile from this repository; tansu-storage is swapped in with `[patch.crates-io]`
+/// and the broker is built against tansu's own published `Cargo.lock`.
 pub fn ensure_tansu(bin: &Path) -> Result<(), StackError> {
     if bin.exists() {
         return Ok(());
@@ -68,7 +74,7 @@ pub fn ensure_tansu(bin: &Path) -> Result<(), StackError> {
     }
     eprintln!(
         "broker: building tansu {TANSU_VERSION} (patched, features {FEATURES}) into {} \
-         (one time; ~8 min on 2 cores)",
+         (one time; ~6 min on 2 idle cores, longer on a busy machine)",
         root.display()
     );
     let src = root.join("src");
@@ -91,6 +97,7 @@ pub fn ensure_tansu(bin: &Path) -> Result<(), StackError> {
     let mut toml =
         std::fs::read_to_string(&manifest).map_err(StackError::io("read tansu manifest"))?;
     toml.push_str("\n[patch.crates-io]\ntansu-storage = { path = \"../tansu-storage\" }\n");
+    toml.push_str(RELEASE_PROFILE);
     std::fs::write(&manifest, toml).map_err(StackError::io("write tansu manifest"))?;
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
