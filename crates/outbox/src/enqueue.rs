@@ -133,10 +133,6 @@ impl<'c> Tx<'c> {
             Some(rows) if !rows.is_empty() => std::mem::take(rows),
             _ => return Ok(0),
         };
-        if let [one] = rows.as_slice() {
-            one.insert(self.conn).await?;
-            return Ok(1);
-        }
         let headers: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| serde_json::to_value(&r.headers).unwrap_or_default())

@@ -199,7 +199,7 @@ impl Relay {
             let drained = self.drain_available().await;
             last_pass = Some(Instant::now());
             let pause = match drained {
-                Ok(_) => {
+                Ok(()) => {
                     failures = 0;
                     poll
                 }
@@ -223,20 +223,17 @@ impl Relay {
         }
     }
 
-    /// Publish batches until one comes back short or another relay is active. Returns the
-    /// rows published.
-    async fn drain_available(&self) -> Result<usize, OutboxError> {
-        let mut published = 0;
+    /// Publish batches until one comes back short or another relay is active.
+    async fn drain_available(&self) -> Result<(), OutboxError> {
         loop {
             match self.publish_batch(false).await? {
-                Batch::Busy => return Ok(published),
+                Batch::Busy => return Ok(()),
                 Batch::Published { claimed, failed } => {
                     if failed > 0 {
                         return Err(OutboxError::Unacknowledged { failed, claimed });
                     }
-                    published += claimed;
                     if (claimed as i64) < self.config.batch_size {
-                        return Ok(published);
+                        return Ok(());
                     }
                 }
             }

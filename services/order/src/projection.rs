@@ -98,87 +98,77 @@ pub async fn project_batch(conn: &mut PgConnection) -> Result<usize, StoreError>
     Ok(rows.len())
 }
 
-/// A batch of events folded into what the read model must become: one row per order that
-/// was placed in the batch (with whatever later events of the batch did to it) and one
-/// status change per order placed before it. Written with one statement each, whatever the
-/// batch size: a statement per event was the order database's busiest round trip under
-/// load.
+/// A batch of events folded into what the read model must become: one entry per order, in
+/// first-seen order, with its latest status; an order placed in the batch also carries the
+/// placement (its row is inserted), the others only change status. Written with at most two
+/// statements whatever the batch size: a statement per event was the order database's
+/// busiest round trip under load.
 #[derive(Default)]
 struct Changes {
-    placed: Vec<Summary>,
-    status: Vec<StatusChange>,
-    /// Index into `placed` or `status` by order.
-    index: std::collections::HashMap<Uuid, (bool, usize)>,
+    orders: Vec<OrderChange>,
+    index: std::collections::HashMap<Uuid, usize>,
 }
 
-struct Summary {
+struct OrderChange {
     order_id: Uuid,
-    customer_id: String,
-    total_minor: i64,
-    currency: String,
-    item_count: i32,
-    placed_at: DateTime<Utc>,
-    change: StatusChange,
-}
-
-struct StatusChange {
-    order_id: Uuid,
+    /// Set when the batch holds the order's OrderPlaced.
+    placed: Option<Placed>,
     status: OrderStatus,
     reason: Option<String>,
     version: i32,
     at: DateTime<Utc>,
 }
 
+struct Placed {
+    customer_id: String,
+    total_minor: i64,
+    currency: String,
+    item_count: i32,
+    placed_at: DateTime<Utc>,
+}
+
 impl Changes {
-    /// Events arrive in commit order, so per order in version order.
+    /// Events arrive in commit order, so per order in version order; an older or repeated
+    /// event changes nothing.
     fn fold(&mut self, order_id: Uuid, version: i32, at: DateTime<Utc>, event: &OrderEvent) {
-        let (status, reason) = match event {
+        let (status, reason, placed) = match event {
             OrderEvent::OrderPlaced {
                 customer_id,
                 lines,
                 total,
                 ..
             } => {
-                let summary = Summary {
-                    order_id,
+                let placed = Placed {
                     customer_id: customer_id.to_string(),
                     total_minor: total.amount_minor,
                     currency: total.currency.to_string(),
                     item_count: i32::try_from(lines.len()).unwrap_or(i32::MAX),
                     placed_at: at,
-                    change: StatusChange {
-                        order_id,
-                        status: OrderStatus::Pending,
-                        reason: None,
-                        version,
-                        at,
-                    },
                 };
-                if !self.index.contains_key(&order_id) {
-                    self.index.insert(order_id, (true, self.placed.len()));
-                    self.placed.push(summary);
-                }
-                return;
+                (OrderStatus::Pending, None, Some(placed))
             }
-            OrderEvent::OrderApproved {} => (OrderStatus::Approved, None),
-            OrderEvent::OrderRejected { reason } => (OrderStatus::Rejected, Some(reason.clone())),
-        };
-        let change = StatusChange {
-            order_id,
-            status,
-            reason,
-            version,
-            at,
+            OrderEvent::OrderApproved {} => (OrderStatus::Approved, None, None),
+            OrderEvent::OrderRejected { reason } => {
+                (OrderStatus::Rejected, Some(reason.clone()), None)
+            }
         };
         match self.index.get(&order_id) {
-            Some(&(true, i)) if self.placed[i].change.version < version => {
-                self.placed[i].change = change
+            Some(&i) if self.orders[i].version < version => {
+                let change = &mut self.orders[i];
+                (change.status, change.reason, change.version, change.at) =
+                    (status, reason, version, at);
             }
-            Some(&(false, i)) if self.status[i].version < version => self.status[i] = change,
             Some(_) => {}
             None => {
-                self.index.insert(order_id, (false, self.status.len()));
-                self.status.push(change);
+                self.index.insert(order_id, self.orders.len());
+                self.orders.push(OrderChange {
+                    order_id,
+                    placed,
+                    status,
+                    reason,
+                    version,
+                    at,
+                });
             }
         }
     }
@@ -186,8 +176,12 @@ impl Changes {
     /// Idempotent: a summary only moves forward in version (a replay, or a batch applied
     /// again after a rebuild, changes nothing).
     async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        if !self.placed.is_empty() {
-            let col = |f: fn(&Summary) -> String| self.placed.iter().map(f).collect::<Vec<_>>();
+        let (placed, changed): (Vec<&OrderChange>, Vec<&OrderChange>) =
+            self.orders.iter().partition(|c| c.placed.is_some());
+        if !placed.is_empty() {
+            fn p(c: &OrderChange) -> &Placed {
+                c.placed.as_ref().expect("partitioned on placed")
+            }
             sqlx::query(
                 "INSERT INTO order_summaries (order_id, customer_id, status, rejection_reason, \
                  total_minor, currency, item_count, version, placed_at, updated_at) \
@@ -199,35 +193,20 @@ impl Changes {
                      updated_at = EXCLUDED.updated_at \
                  WHERE order_summaries.version < EXCLUDED.version",
             )
-            .bind(self.placed.iter().map(|p| p.order_id).collect::<Vec<_>>())
-            .bind(col(|p| p.customer_id.clone()))
-            .bind(col(|p| p.change.status.as_str().to_owned()))
-            .bind(
-                self.placed
-                    .iter()
-                    .map(|p| p.change.reason.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                self.placed
-                    .iter()
-                    .map(|p| p.total_minor)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(col(|p| p.currency.clone()))
-            .bind(self.placed.iter().map(|p| p.item_count).collect::<Vec<_>>())
-            .bind(
-                self.placed
-                    .iter()
-                    .map(|p| p.change.version)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(self.placed.iter().map(|p| p.placed_at).collect::<Vec<_>>())
-            .bind(self.placed.iter().map(|p| p.change.at).collect::<Vec<_>>())
+            .bind(column(&placed, |c| c.order_id))
+            .bind(column(&placed, |c| p(c).customer_id.clone()))
+            .bind(column(&placed, |c| c.status.as_str()))
+            .bind(column(&placed, |c| c.reason.clone()))
+            .bind(column(&placed, |c| p(c).total_minor))
+            .bind(column(&placed, |c| p(c).currency.clone()))
+            .bind(column(&placed, |c| p(c).item_count))
+            .bind(column(&placed, |c| c.version))
+            .bind(column(&placed, |c| p(c).placed_at))
+            .bind(column(&placed, |c| c.at))
             .execute(&mut *conn)
             .await?;
         }
-        if !self.status.is_empty() {
+        if !changed.is_empty() {
             sqlx::query(
                 "UPDATE order_summaries s SET status = c.status, rejection_reason = c.reason, \
                      version = c.version, updated_at = c.at \
@@ -235,26 +214,21 @@ impl Changes {
                      AS c(order_id, status, reason, version, at) \
                  WHERE s.order_id = c.order_id AND s.version < c.version",
             )
-            .bind(self.status.iter().map(|c| c.order_id).collect::<Vec<_>>())
-            .bind(
-                self.status
-                    .iter()
-                    .map(|c| c.status.as_str().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                self.status
-                    .iter()
-                    .map(|c| c.reason.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(self.status.iter().map(|c| c.version).collect::<Vec<_>>())
-            .bind(self.status.iter().map(|c| c.at).collect::<Vec<_>>())
+            .bind(column(&changed, |c| c.order_id))
+            .bind(column(&changed, |c| c.status.as_str()))
+            .bind(column(&changed, |c| c.reason.clone()))
+            .bind(column(&changed, |c| c.version))
+            .bind(column(&changed, |c| c.at))
             .execute(&mut *conn)
             .await?;
         }
         Ok(())
     }
+}
+
+/// One bind array of an `unnest` statement.
+fn column<'a, T>(rows: &[&'a OrderChange], f: impl Fn(&'a OrderChange) -> T) -> Vec<T> {
+    rows.iter().map(|c| f(c)).collect()
 }
 
 /// Project until caught up, one transaction per batch. Returns the events applied.
