@@ -180,6 +180,9 @@ async fn a_refused_undo_opens_an_incident_and_stops_resending_then_skip_ends_the
     let h = Harness::new(SagaConfig {
         retry_timeout_ms: 1,
         retry_max_backoff_ms: 1,
+        // As in the failure-isolation test: the deadline, not the re-send budget, must end
+        // the charge step.
+        max_attempts: u32::MAX,
         ..fast_deadline()
     })
     .await;
